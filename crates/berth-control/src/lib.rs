@@ -1,0 +1,29 @@
+//! The control plane: what Berth *decides*, kept apart from how requests
+//! arrive (`berth-api`) and how containers run (the agent).
+//!
+//! Today it owns the ECS semantics of clusters, task definitions and tags
+//! ([`ecs::Ecs`]): reading the store, deciding, and writing back with
+//! compare-and-swap transactions so concurrent requests never lose an update.
+//! The reconcilers (cluster manager) and the scheduler (capacity manager) of
+//! later issues live here too, as pure functions over a view of the state.
+//!
+//! Every operation takes the caller's identity and the current time as
+//! arguments: nothing here reads a clock or makes a random id, so the same
+//! inputs always write the same state.
+//!
+//! Start with [`ecs::Ecs`]; [`keys`] documents the key layout in the store.
+
+pub mod ecs;
+pub mod error;
+pub mod keys;
+pub mod page;
+
+pub use ecs::Ecs;
+pub use error::EcsError;
+
+/// Who is making a request, as the API layer authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal's ARN, e.g. `arn:aws:iam::123456789012:root`.
+    pub arn: String,
+}
