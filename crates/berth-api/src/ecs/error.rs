@@ -1,0 +1,21 @@
+//! The one place where ECS failures become wire errors.
+
+use berth_control::EcsError;
+use berth_core::error::ValidationKind;
+use http::StatusCode;
+
+/// The `__type` and HTTP status of an ECS failure, per botocore's model
+/// (client errors are 400; ServerException is 500).
+pub fn wire(e: &EcsError) -> (StatusCode, &'static str) {
+    match e {
+        EcsError::Validation(v) => match v.kind {
+            ValidationKind::Client => (StatusCode::BAD_REQUEST, "ClientException"),
+            ValidationKind::InvalidParameter => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+        },
+        EcsError::ClusterNotFound(_) => (StatusCode::BAD_REQUEST, "ClusterNotFoundException"),
+        EcsError::ResourceNotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
+        EcsError::Store(_) | EcsError::Corrupt { .. } | EcsError::Contention(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "ServerException")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The edge of Berth: the wire protocols existing AWS clients already speak.
+//!
+//! A request flows through this crate in four steps, each in its own module:
+//!
+//! 1. [`server`]: the HTTP listener reads the request (bounded in size) and
+//!    answers every request it cannot route with a typed 4xx.
+//! 2. [`auth`] and [`sigv4`]: every request must carry a valid AWS Signature
+//!    Version 4 made with a key Berth issued; there is no unauthenticated mode.
+//! 3. [`ecs`]: the `X-Amz-Target` and JSON body become a typed
+//!    [`ecs::EcsAction`]; the control plane (`berth-control`) never sees HTTP.
+//! 4. [`json11`] and [`ecs::error`]: results and errors are framed as AWS JSON
+//!    1.1, with the `__type` names and status codes of botocore's model. Wire
+//!    errors are chosen in exactly one place per protocol.
+//!
+//! Adding an ECS operation: add its request shape and a variant to
+//! [`ecs::EcsAction`] (`ecs/mod.rs`), its semantics to `berth_control::Ecs`,
+//! the dispatch arm in `ecs::dispatch`, and an end-to-end test driving it
+//! with the AWS CLI or boto3 (`tests/e2e`).
+
+pub mod auth;
+pub mod ecs;
+pub mod json11;
+pub mod server;
+pub mod sigv4;
+
+pub use auth::{AccessKey, KeyRing};
+pub use server::{router, ApiState};

@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod env;
+pub mod server;
+pub mod version;

@@ -1,0 +1,105 @@
+//! `berth server` and `berth up`.
+//!
+//! `server` runs the control plane. `up` runs everything one machine needs in
+//! one process; today that is the control plane, and the agent, registry and
+//! load balancer join it as they land, each talking to the server over the
+//! same network protocol a remote one would use.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_api::{router, ApiState, KeyRing};
+use berth_control::Ecs;
+use berth_store::{EmbeddedStore, Store};
+
+use crate::datadir::{DataDir, DEFAULT_LISTEN};
+use crate::Common;
+
+/// Which processes to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The control plane only.
+    Server,
+    /// Everything for one machine.
+    AllInOne,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn run(c: &Common, role: Role) -> anyhow::Result<()> {
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(c, role))
+}
+
+async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
+    let dd = DataDir::open_or_create(&c.data_dir, c.region.as_deref())?;
+    let state_path = dd.state_path();
+    let store = EmbeddedStore::open(&state_path).with_context(|| {
+        format!(
+            "opening the state store {} (is another berth using data dir {}?)",
+            state_path.display(),
+            c.data_dir.display()
+        )
+    })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let ecs = Ecs::new(store, dd.scope());
+    ecs.ensure_default_cluster().await.context("creating the default cluster")?;
+
+    let keys = KeyRing::new([dd.admin_key()?]);
+    let state = Arc::new(ApiState { ecs, keys });
+
+    let addr = match c.listen {
+        Some(a) => a,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the API to {addr} (set --listen or BERTH_LISTEN to another address)"))?;
+    let bound = listener.local_addr()?;
+    let url = format!("http://{bound}");
+    dd.write_endpoint(&url)?;
+    tracing::info!(
+        endpoint = %url,
+        data_dir = %c.data_dir.display(),
+        account = %dd.config.account,
+        region = %dd.config.region,
+        role = ?role,
+        "berth is serving the ECS API; run `eval \"$(berth env --data-dir {})\"` to point the AWS CLI at it",
+        c.data_dir.display()
+    );
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! `berth version`.
+
+/// Prints the version.
+pub fn run() -> anyhow::Result<()> {
+    println!("berth {}", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}

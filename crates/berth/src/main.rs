@@ -1,0 +1,62 @@
+//! `berth`: the one binary. It only parses flags and wires the library
+//! crates together; each subcommand lives in its own file under `cmd/`.
+
+mod cmd;
+mod datadir;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Berth: a self-hosted, serverless container platform with the ECS API.
+#[derive(Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every subcommand that touches a data directory takes.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Where Berth keeps its state, keys and configuration.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "/var/lib/berth", global = true)]
+    pub data_dir: PathBuf,
+    /// The API's listen address (default 127.0.0.1:7480).
+    #[arg(long, env = "BERTH_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// The region named in ARNs and credential scopes (set when the data
+    /// directory is created).
+    #[arg(long, env = "BERTH_REGION", global = true)]
+    pub region: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API server and state store).
+    Server(Common),
+    /// Run everything on this machine in one process.
+    Up(Common),
+    /// Print `export` lines that point AWS clients at this Berth.
+    Env(Common),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(c) => cmd::server::run(&c, cmd::server::Role::Server),
+        Command::Up(c) => cmd::server::run(&c, cmd::server::Role::AllInOne),
+        Command::Env(c) => cmd::env::run(&c),
+        Command::Version => cmd::version::run(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
