@@ -27,7 +27,8 @@ impl AccessKey {
     /// A fresh random key pair for `principal_arn`.
     pub fn generate(principal_arn: &str) -> Result<Self, getrandom::Error> {
         const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        const SECRET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const SECRET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut id = [0u8; 16];
         let mut secret = [0u8; 40];
         getrandom::fill(&mut id)?;
@@ -35,9 +36,14 @@ impl AccessKey {
         Ok(Self {
             access_key_id: format!(
                 "AKIA{}",
-                id.iter().map(|b| BASE32[usize::from(b % 32)] as char).collect::<String>()
+                id.iter()
+                    .map(|b| BASE32[usize::from(b % 32)] as char)
+                    .collect::<String>()
             ),
-            secret_access_key: secret.iter().map(|b| SECRET[usize::from(b % 64)] as char).collect(),
+            secret_access_key: secret
+                .iter()
+                .map(|b| SECRET[usize::from(b % 64)] as char)
+                .collect(),
             principal_arn: principal_arn.to_string(),
         })
     }
@@ -53,7 +59,10 @@ impl KeyRing {
     /// A key ring holding `keys`.
     pub fn new(keys: impl IntoIterator<Item = AccessKey>) -> Self {
         Self {
-            keys: keys.into_iter().map(|k| (k.access_key_id.clone(), k)).collect(),
+            keys: keys
+                .into_iter()
+                .map(|k| (k.access_key_id.clone(), k))
+                .collect(),
         }
     }
 
@@ -67,7 +76,10 @@ impl KeyRing {
         services: &[&str],
     ) -> Result<(Caller, sigv4::Verified), AuthError> {
         let v = sigv4::verify(req, self, now, region, services)?;
-        let key = self.keys.get(&v.access_key_id).ok_or(AuthError::UnknownKey)?;
+        let key = self
+            .keys
+            .get(&v.access_key_id)
+            .ok_or(AuthError::UnknownKey)?;
         Ok((
             Caller {
                 arn: key.principal_arn.clone(),
@@ -79,6 +91,8 @@ impl KeyRing {
 
 impl SecretLookup for KeyRing {
     fn secret_for(&self, access_key_id: &str) -> Option<String> {
-        self.keys.get(access_key_id).map(|k| k.secret_access_key.clone())
+        self.keys
+            .get(access_key_id)
+            .map(|k| k.secret_access_key.clone())
     }
 }

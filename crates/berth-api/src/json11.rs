@@ -16,14 +16,24 @@ pub fn request_id() -> String {
     // A failing RNG leaves zeros: the id is only for correlation.
     let _ = getrandom::fill(&mut b);
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn response(status: StatusCode, body: &Value, request_id: &str) -> Response {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amzn-RequestId", v);
     }
@@ -37,7 +47,11 @@ pub fn ok(body: &Value, request_id: &str) -> Response {
 
 /// An error reply. `error_type` is the model's error shape name.
 pub fn error(status: StatusCode, error_type: &str, message: &str, request_id: &str) -> Response {
-    let mut r = response(status, &json!({"__type": error_type, "message": message}), request_id);
+    let mut r = response(
+        status,
+        &json!({"__type": error_type, "message": message}),
+        request_id,
+    );
     if let Ok(v) = HeaderValue::from_str(error_type) {
         r.headers_mut().insert("x-amzn-ErrorType", v);
     }

@@ -67,7 +67,12 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         headers: &parts.headers,
         body: &bytes,
     };
-    let (caller, verified) = match state.keys.authenticate(&request, now.div_euclid(1000), &state.ecs.scope().region, SIGNING_NAMES) {
+    let (caller, verified) = match state.keys.authenticate(
+        &request,
+        now.div_euclid(1000),
+        &state.ecs.scope().region,
+        SIGNING_NAMES,
+    ) {
         Ok(v) => v,
         Err(e) => return auth_error(&e, &request_id),
     };
@@ -103,7 +108,10 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     }
     if verified.service != ecs::SIGNING_NAME {
         return auth_error(
-            &AuthError::WrongScope(format!("Credential should be scoped to correct service: '{}'.", ecs::SIGNING_NAME)),
+            &AuthError::WrongScope(format!(
+                "Credential should be scoped to correct service: '{}'.",
+                ecs::SIGNING_NAME
+            )),
             &request_id,
         );
     }
@@ -111,10 +119,20 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let action = match EcsAction::parse(operation, &bytes) {
         Ok(a) => a,
         Err(e @ ParseError::UnknownOperation(_)) => {
-            return json11::error(StatusCode::BAD_REQUEST, "UnknownOperationException", &e.to_string(), &request_id)
+            return json11::error(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                &e.to_string(),
+                &request_id,
+            )
         }
         Err(e @ ParseError::Serialization { .. }) => {
-            return json11::error(StatusCode::BAD_REQUEST, "SerializationException", &e.to_string(), &request_id)
+            return json11::error(
+                StatusCode::BAD_REQUEST,
+                "SerializationException",
+                &e.to_string(),
+                &request_id,
+            )
         }
     };
     tracing::debug!(operation, caller = %caller.arn, "ecs request");

@@ -13,7 +13,9 @@ pub enum EcsError {
     #[error(transparent)]
     Validation(#[from] ValidationError),
     /// the named cluster does not exist or is INACTIVE
-    #[error("cluster {0} not found; create it with CreateCluster or use an existing one (ListClusters)")]
+    #[error(
+        "cluster {0} not found; create it with CreateCluster or use an existing one (ListClusters)"
+    )]
     ClusterNotFound(String),
     /// the named resource does not exist
     #[error("{0}")]

@@ -32,10 +32,16 @@ pub fn resume_after(token: Option<&str>) -> Result<Option<String>, EcsError> {
     if t.is_empty() {
         return Ok(None);
     }
-    let bad = || EcsError::invalid("nextToken is not valid; pass the nextToken of the previous response unchanged");
+    let bad = || {
+        EcsError::invalid(
+            "nextToken is not valid; pass the nextToken of the previous response unchanged",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?;
     let s = String::from_utf8(bytes).map_err(|_| bad())?;
-    s.strip_prefix("v1|").map(|s| Some(s.to_string())).ok_or_else(bad)
+    s.strip_prefix("v1|")
+        .map(|s| Some(s.to_string()))
+        .ok_or_else(bad)
 }
 
 /// Cuts one page out of `items` (already sorted), resuming after `after`.

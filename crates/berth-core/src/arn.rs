@@ -140,7 +140,10 @@ mod tests {
             account: "123456789012".into(),
         };
         let a = scope.task_definition_arn("web", 3);
-        assert_eq!(a, "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3");
+        assert_eq!(
+            a,
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3"
+        );
         let parsed: Arn = a.parse().unwrap();
         assert_eq!(
             parsed.resource,
@@ -157,7 +160,9 @@ mod tests {
     fn rejects_garbage() {
         assert!("arn:aws:s3:::bucket".parse::<Arn>().is_err());
         assert!("arn:aws:ecs:r:a:cluster/".parse::<Arn>().is_err());
-        assert!("arn:aws:ecs:r:a:task-definition/web".parse::<Arn>().is_err());
+        assert!("arn:aws:ecs:r:a:task-definition/web"
+            .parse::<Arn>()
+            .is_err());
         assert!(matches!(
             "arn:aws:ecs:r:a:widget/x".parse::<Arn>(),
             Err(ArnError::UnknownType(_))

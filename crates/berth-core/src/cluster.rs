@@ -65,7 +65,9 @@ pub const CAPACITY_PROVIDERS: &[&str] = &["FARGATE", "FARGATE_SPOT"];
 pub fn validate_cluster_name(name: &str) -> Result<(), ValidationError> {
     if name.is_empty()
         || name.len() > 255
-        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Err(ValidationError::invalid(format!(
             "clusterName {name:?} is not valid: use 1 to 255 letters, digits, hyphens and underscores"
@@ -82,9 +84,9 @@ pub fn validate_settings(settings: &[ClusterSetting]) -> Result<(), ValidationEr
             Some("containerInsights") => {}
             other => {
                 return Err(ValidationError::invalid(format!(
-                    "settings: unknown setting name {:?} (the only setting is \"containerInsights\")",
-                    other.unwrap_or("")
-                )))
+                "settings: unknown setting name {:?} (the only setting is \"containerInsights\")",
+                other.unwrap_or("")
+            )))
             }
         }
         match s.value.as_deref() {

@@ -13,13 +13,55 @@ struct FargateRow {
 }
 
 const FARGATE_TABLE: &[FargateRow] = &[
-    FargateRow { cpu: 256, memory_min: 0, memory_max: 0, step: 0, explicit: &[512, 1024, 2048] },
-    FargateRow { cpu: 512, memory_min: 1024, memory_max: 4096, step: 1024, explicit: &[] },
-    FargateRow { cpu: 1024, memory_min: 2048, memory_max: 8192, step: 1024, explicit: &[] },
-    FargateRow { cpu: 2048, memory_min: 4096, memory_max: 16384, step: 1024, explicit: &[] },
-    FargateRow { cpu: 4096, memory_min: 8192, memory_max: 30720, step: 1024, explicit: &[] },
-    FargateRow { cpu: 8192, memory_min: 16384, memory_max: 61440, step: 4096, explicit: &[] },
-    FargateRow { cpu: 16384, memory_min: 32768, memory_max: 122_880, step: 8192, explicit: &[] },
+    FargateRow {
+        cpu: 256,
+        memory_min: 0,
+        memory_max: 0,
+        step: 0,
+        explicit: &[512, 1024, 2048],
+    },
+    FargateRow {
+        cpu: 512,
+        memory_min: 1024,
+        memory_max: 4096,
+        step: 1024,
+        explicit: &[],
+    },
+    FargateRow {
+        cpu: 1024,
+        memory_min: 2048,
+        memory_max: 8192,
+        step: 1024,
+        explicit: &[],
+    },
+    FargateRow {
+        cpu: 2048,
+        memory_min: 4096,
+        memory_max: 16384,
+        step: 1024,
+        explicit: &[],
+    },
+    FargateRow {
+        cpu: 4096,
+        memory_min: 8192,
+        memory_max: 30720,
+        step: 1024,
+        explicit: &[],
+    },
+    FargateRow {
+        cpu: 8192,
+        memory_min: 16384,
+        memory_max: 61440,
+        step: 4096,
+        explicit: &[],
+    },
+    FargateRow {
+        cpu: 16384,
+        memory_min: 32768,
+        memory_max: 122_880,
+        step: 8192,
+        explicit: &[],
+    },
 ];
 
 impl FargateRow {
@@ -27,12 +69,16 @@ impl FargateRow {
         if !self.explicit.is_empty() {
             return self.explicit.contains(&memory);
         }
-        (self.memory_min..=self.memory_max).contains(&memory) && (memory - self.memory_min) % self.step == 0
+        (self.memory_min..=self.memory_max).contains(&memory)
+            && (memory - self.memory_min).is_multiple_of(self.step)
     }
 
     fn describe(&self) -> String {
         if self.explicit.is_empty() {
-            format!("{} to {} in steps of {}", self.memory_min, self.memory_max, self.step)
+            format!(
+                "{} to {} in steps of {}",
+                self.memory_min, self.memory_max, self.step
+            )
         } else {
             let v: Vec<String> = self.explicit.iter().map(u32::to_string).collect();
             v.join(", ")
@@ -72,7 +118,9 @@ pub fn smallest_fargate_size(cpu: u32, memory: u32) -> Option<(u32, u32)> {
     let mut best: Option<(u32, u32)> = None;
     for row in FARGATE_TABLE.iter().filter(|r| r.cpu >= cpu) {
         let candidates: Vec<u32> = if row.explicit.is_empty() {
-            (row.memory_min..=row.memory_max).step_by(row.step as usize).collect()
+            (row.memory_min..=row.memory_max)
+                .step_by(row.step as usize)
+                .collect()
         } else {
             row.explicit.to_vec()
         };
@@ -110,9 +158,15 @@ pub fn parse_cpu(s: &str) -> Result<u32, String> {
 pub fn parse_memory(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
-    let (number, per_unit) = if let Some(n) = lower.strip_suffix("gib").or_else(|| lower.strip_suffix("gb")) {
+    let (number, per_unit) = if let Some(n) = lower
+        .strip_suffix("gib")
+        .or_else(|| lower.strip_suffix("gb"))
+    {
         (n.trim(), 1024.0)
-    } else if let Some(n) = lower.strip_suffix("mib").or_else(|| lower.strip_suffix("mb")) {
+    } else if let Some(n) = lower
+        .strip_suffix("mib")
+        .or_else(|| lower.strip_suffix("mb"))
+    {
         (n.trim(), 1.0)
     } else {
         (lower.as_str(), 1.0)
@@ -128,7 +182,8 @@ fn parse_number(s: &str, per_unit: f64) -> Option<u32> {
     }
     let v: f64 = s.parse().ok()?;
     let scaled = v * per_unit;
-    if !scaled.is_finite() || scaled < 0.0 || scaled > f64::from(u32::MAX) || scaled.fract() != 0.0 {
+    if !scaled.is_finite() || scaled < 0.0 || scaled > f64::from(u32::MAX) || scaled.fract() != 0.0
+    {
         return None;
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -162,7 +217,10 @@ mod tests {
     #[test]
     fn messages_list_valid_values() {
         let e = check_fargate_size(256, 3000).unwrap_err();
-        assert_eq!(e, "memory 3000 is not valid with cpu 256 (valid: 512, 1024, 2048)");
+        assert_eq!(
+            e,
+            "memory 3000 is not valid with cpu 256 (valid: 512, 1024, 2048)"
+        );
         let e = check_fargate_size(100, 512).unwrap_err();
         assert!(e.contains("256, 512, 1024"), "{e}");
     }

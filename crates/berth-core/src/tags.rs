@@ -59,5 +59,7 @@ pub fn merge_tags(tags: &mut Vec<Tag>, new: &[Tag]) {
 
 /// How many of `new` are keys not already in `tags`.
 pub fn count_new_keys(tags: &[Tag], new: &[Tag]) -> usize {
-    new.iter().filter(|t| !tags.iter().any(|e| e.key == t.key)).count()
+    new.iter()
+        .filter(|t| !tags.iter().any(|e| e.key == t.key))
+        .count()
 }

@@ -106,11 +106,9 @@ impl EmbeddedStore {
     }
 
     fn txn_blocking(&self, txn: &Txn) -> Result<TxnResult, StoreError> {
-        let _guard = self
-            .inner
-            .write_lock
-            .lock()
-            .map_err(|_| StoreError::Backend("a writer panicked while holding the store lock".into()))?;
+        let _guard = self.inner.write_lock.lock().map_err(|_| {
+            StoreError::Backend("a writer panicked while holding the store lock".into())
+        })?;
         let w = self.inner.db.begin_write().map_err(backend)?;
         let (result, events) = {
             let mut kv = w.open_table(KV).map_err(backend)?;
@@ -137,7 +135,13 @@ impl EmbeddedStore {
             }
             let ops = if ok { &txn.success } else { &txn.failure };
             if ops.is_empty() {
-                (TxnResult { succeeded: ok, revision }, Vec::new())
+                (
+                    TxnResult {
+                        succeeded: ok,
+                        revision,
+                    },
+                    Vec::new(),
+                )
             } else {
                 let next = revision + 1;
                 let mut events = Vec::with_capacity(ops.len());
@@ -173,11 +177,18 @@ impl EmbeddedStore {
                     }
                 }
                 meta.insert("revision", next).map_err(backend)?;
-                log.insert(next, encode_events(&events).as_slice()).map_err(backend)?;
+                log.insert(next, encode_events(&events).as_slice())
+                    .map_err(backend)?;
                 if next > HISTORY {
                     log.remove(next - HISTORY).map_err(backend)?;
                 }
-                (TxnResult { succeeded: ok, revision: next }, events)
+                (
+                    TxnResult {
+                        succeeded: ok,
+                        revision: next,
+                    },
+                    events,
+                )
             }
         };
         w.commit().map_err(backend)?;
@@ -212,7 +223,11 @@ impl EmbeddedStore {
 }
 
 fn current_revision<T: ReadableTable<&'static str, u64>>(meta: &T) -> Result<u64, StoreError> {
-    Ok(meta.get("revision").map_err(backend)?.map(|v| v.value()).unwrap_or(0))
+    Ok(meta
+        .get("revision")
+        .map_err(backend)?
+        .map(|v| v.value())
+        .unwrap_or(0))
 }
 
 fn encode_kv(create: u64, modr: u64, version: u64, value: &[u8]) -> Vec<u8> {
@@ -385,7 +400,13 @@ mod tests {
         let s = EmbeddedStore::in_memory().unwrap();
         assert_eq!(s.revision().await.unwrap(), 0);
         let r = s.txn(Txn::new().then(put("/a", "1"))).await.unwrap();
-        assert_eq!(r, TxnResult { succeeded: true, revision: 1 });
+        assert_eq!(
+            r,
+            TxnResult {
+                succeeded: true,
+                revision: 1
+            }
+        );
         s.txn(Txn::new().then(put("/a", "2"))).await.unwrap();
         let kv = s.get("/a").await.unwrap().unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (1, 2, 2));
@@ -396,25 +417,47 @@ mod tests {
     async fn compare_and_swap() {
         let s = EmbeddedStore::in_memory().unwrap();
         // Create only if absent.
-        let create = Txn::new().when(Compare::ModRevision("/k".into(), 0)).then(put("/k", "x"));
+        let create = Txn::new()
+            .when(Compare::ModRevision("/k".into(), 0))
+            .then(put("/k", "x"));
         assert!(s.txn(create.clone()).await.unwrap().succeeded);
         assert!(!s.txn(create).await.unwrap().succeeded);
         let kv = s.get("/k").await.unwrap().unwrap();
-        let stale = Txn::new().when(Compare::ModRevision("/k".into(), kv.mod_revision + 7)).then(put("/k", "y"));
+        let stale = Txn::new()
+            .when(Compare::ModRevision("/k".into(), kv.mod_revision + 7))
+            .then(put("/k", "y"));
         assert!(!s.txn(stale).await.unwrap().succeeded);
-        let fresh = Txn::new().when(Compare::ModRevision("/k".into(), kv.mod_revision)).then(put("/k", "y"));
+        let fresh = Txn::new()
+            .when(Compare::ModRevision("/k".into(), kv.mod_revision))
+            .then(put("/k", "y"));
         assert!(s.txn(fresh).await.unwrap().succeeded);
         assert_eq!(s.get("/k").await.unwrap().unwrap().value, b"y");
         // Failed guards do not bump the revision.
         let rev = s.revision().await.unwrap();
-        assert!(!s.txn(Txn::new().when(Compare::Exists("/nope".into())).then(put("/z", "z"))).await.unwrap().succeeded);
+        assert!(
+            !s.txn(
+                Txn::new()
+                    .when(Compare::Exists("/nope".into()))
+                    .then(put("/z", "z"))
+            )
+            .await
+            .unwrap()
+            .succeeded
+        );
         assert_eq!(s.revision().await.unwrap(), rev);
     }
 
     #[tokio::test]
     async fn list_by_prefix() {
         let s = EmbeddedStore::in_memory().unwrap();
-        s.txn(Txn::new().then(put("/a/1", "x")).then(put("/a/2", "y")).then(put("/b/1", "z"))).await.unwrap();
+        s.txn(
+            Txn::new()
+                .then(put("/a/1", "x"))
+                .then(put("/a/2", "y"))
+                .then(put("/b/1", "z")),
+        )
+        .await
+        .unwrap();
         let l = s.list("/a/").await.unwrap();
         assert_eq!(l.revision, 1);
         let keys: Vec<_> = l.items.iter().map(|k| k.key.as_str()).collect();
@@ -426,15 +469,23 @@ mod tests {
         let s = EmbeddedStore::in_memory().unwrap();
         s.txn(Txn::new().then(put("/w/1", "a"))).await.unwrap();
         s.txn(Txn::new().then(put("/other", "a"))).await.unwrap();
-        s.txn(Txn::new().then(Op::Delete("/w/1".into()))).await.unwrap();
+        s.txn(Txn::new().then(Op::Delete("/w/1".into())))
+            .await
+            .unwrap();
         let mut w = s.watch("/w/", 1).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
-        assert_eq!((e.revision, e.kind, e.key.as_str()), (1, EventKind::Put, "/w/1"));
+        assert_eq!(
+            (e.revision, e.kind, e.key.as_str()),
+            (1, EventKind::Put, "/w/1")
+        );
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.revision, e.kind), (3, EventKind::Delete));
         s.txn(Txn::new().then(put("/w/2", "b"))).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
-        assert_eq!((e.revision, e.key.as_str(), e.value.as_deref()), (4, "/w/2", Some(&b"b"[..])));
+        assert_eq!(
+            (e.revision, e.key.as_str(), e.value.as_deref()),
+            (4, "/w/2", Some(&b"b"[..]))
+        );
     }
 
     #[tokio::test]

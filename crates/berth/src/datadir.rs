@@ -43,7 +43,8 @@ pub struct DataDir {
 impl DataDir {
     /// Opens the data directory, creating and initialising it on first use.
     pub fn open_or_create(path: &Path, region: Option<&str>) -> anyhow::Result<Self> {
-        fs::create_dir_all(path).with_context(|| format!("creating data dir {}", path.display()))?;
+        fs::create_dir_all(path)
+            .with_context(|| format!("creating data dir {}", path.display()))?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("setting permissions of {}", path.display()))?;
         let config_path = path.join("config.json");
@@ -51,7 +52,8 @@ impl DataDir {
             let region = region.unwrap_or(DEFAULT_REGION);
             validate_region(region)?;
             let mut digits = [0u8; 12];
-            getrandom::fill(&mut digits).map_err(|e| anyhow::anyhow!("no randomness for the account id: {e}"))?;
+            getrandom::fill(&mut digits)
+                .map_err(|e| anyhow::anyhow!("no randomness for the account id: {e}"))?;
             let mut account: String = digits.iter().map(|d| char::from(b'0' + d % 10)).collect();
             if account.starts_with('0') {
                 account.replace_range(0..1, "1");
@@ -60,7 +62,11 @@ impl DataDir {
                 account,
                 region: region.to_string(),
             };
-            write_atomic(&config_path, serde_json::to_string_pretty(&config)?.as_bytes(), 0o644)?;
+            write_atomic(
+                &config_path,
+                serde_json::to_string_pretty(&config)?.as_bytes(),
+                0o644,
+            )?;
         }
         let dd = Self::open_existing(path)?;
         if let Some(r) = region {
@@ -76,7 +82,11 @@ impl DataDir {
         if !creds.exists() {
             let key = AccessKey::generate(&format!("arn:aws:iam::{}:root", dd.config.account))
                 .map_err(|e| anyhow::anyhow!("no randomness for the admin key: {e}"))?;
-            write_atomic(&creds, serde_json::to_string_pretty(&key)?.as_bytes(), 0o600)?;
+            write_atomic(
+                &creds,
+                serde_json::to_string_pretty(&key)?.as_bytes(),
+                0o600,
+            )?;
         }
         Ok(dd)
     }
@@ -91,8 +101,8 @@ impl DataDir {
                 path.display()
             )
         })?;
-        let config: Config =
-            serde_json::from_slice(&raw).with_context(|| format!("reading {}", config_path.display()))?;
+        let config: Config = serde_json::from_slice(&raw)
+            .with_context(|| format!("reading {}", config_path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             config,
@@ -125,7 +135,11 @@ impl DataDir {
 
     /// Records the URL the server listens on.
     pub fn write_endpoint(&self, url: &str) -> anyhow::Result<()> {
-        write_atomic(&self.path.join("endpoint"), format!("{url}\n").as_bytes(), 0o644)
+        write_atomic(
+            &self.path.join("endpoint"),
+            format!("{url}\n").as_bytes(),
+            0o644,
+        )
     }
 
     /// The URL the server last listened on, or the default.
@@ -141,11 +155,14 @@ impl DataDir {
 fn validate_region(r: &str) -> anyhow::Result<()> {
     let ok = !r.is_empty()
         && r.len() <= 63
-        && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !r.starts_with('-')
         && !r.ends_with('-');
     if !ok {
-        bail!("region {r:?} is not valid: use lowercase letters, digits and hyphens, e.g. us-east-1");
+        bail!(
+            "region {r:?} is not valid: use lowercase letters, digits and hyphens, e.g. us-east-1"
+        );
     }
     Ok(())
 }
@@ -163,7 +180,8 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     if let Some(dir) = path.parent() {
         fs::File::open(dir)?.sync_all()?;
     }

@@ -21,7 +21,12 @@ struct Cli {
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// Where Berth keeps its state, keys and configuration.
-    #[arg(long, env = "BERTH_DATA_DIR", default_value = "/var/lib/berth", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_DATA_DIR",
+        default_value = "/var/lib/berth",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// The API's listen address (default 127.0.0.1:7480).
     #[arg(long, env = "BERTH_LISTEN", global = true)]

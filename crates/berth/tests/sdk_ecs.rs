@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ecs::types::{
-    Compatibility, ContainerDefinition, ContainerDependency, ContainerCondition, HealthCheck, NetworkMode,
-    PortMapping, Tag, TaskDefinitionStatus,
+    Compatibility, ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck,
+    NetworkMode, PortMapping, Tag, TaskDefinitionStatus,
 };
 use aws_sdk_ecs::Client;
 
@@ -51,7 +51,10 @@ impl Berth {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("berth up did not start within 30 s (data dir {})", self.data_dir().display());
+        panic!(
+            "berth up did not start within 30 s (data dir {})",
+            self.data_dir().display()
+        );
     }
 
     /// The exports of `berth env`, as (name, value) pairs.
@@ -61,7 +64,11 @@ impl Berth {
             .arg(self.data_dir())
             .output()
             .unwrap();
-        assert!(out.status.success(), "berth env failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "berth env failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -72,7 +79,11 @@ impl Berth {
     }
 
     fn var(&self, name: &str) -> String {
-        self.env().into_iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap()
+        self.env()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .unwrap()
     }
 
     fn client_with(&self, key: &str, secret: &str) -> Client {
@@ -88,7 +99,10 @@ impl Berth {
     }
 
     fn client(&self) -> Client {
-        self.client_with(&self.var("AWS_ACCESS_KEY_ID"), &self.var("AWS_SECRET_ACCESS_KEY"))
+        self.client_with(
+            &self.var("AWS_ACCESS_KEY_ID"),
+            &self.var("AWS_SECRET_ACCESS_KEY"),
+        )
     }
 }
 
@@ -100,10 +114,17 @@ impl Drop for Berth {
 }
 
 fn container(name: &str) -> ContainerDefinition {
-    ContainerDefinition::builder().name(name).image("busybox:latest").build()
+    ContainerDefinition::builder()
+        .name(name)
+        .image("busybox:latest")
+        .build()
 }
 
-async fn register(c: &Client, family: &str, containers: Vec<ContainerDefinition>) -> aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput {
+async fn register(
+    c: &Client,
+    family: &str,
+    containers: Vec<ContainerDefinition>,
+) -> aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput {
     c.register_task_definition()
         .family(family)
         .requires_compatibilities(Compatibility::Fargate)
@@ -121,7 +142,13 @@ async fn clusters_through_the_rust_sdk() {
     let b = Berth::start();
     let c = b.client();
 
-    let out = c.describe_clusters().clusters("default").clusters("ghost").send().await.unwrap();
+    let out = c
+        .describe_clusters()
+        .clusters("default")
+        .clusters("ghost")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.clusters()[0].cluster_name(), Some("default"));
     assert_eq!(out.clusters()[0].status(), Some("ACTIVE"));
     assert_eq!(out.failures()[0].reason(), Some("MISSING"));
@@ -136,7 +163,11 @@ async fn clusters_through_the_rust_sdk() {
             .await
             .unwrap();
         let arn = out.cluster().unwrap().cluster_arn().unwrap();
-        assert!(arn.starts_with("arn:aws:ecs:us-east-1:") && arn.ends_with(&format!(":cluster/sdk-{i}")), "{arn}");
+        assert!(
+            arn.starts_with("arn:aws:ecs:us-east-1:")
+                && arn.ends_with(&format!(":cluster/sdk-{i}")),
+            "{arn}"
+        );
     }
 
     // The SDK's paginator follows nextToken through every page.
@@ -154,7 +185,12 @@ async fn clusters_through_the_rust_sdk() {
 
     let deleted = c.delete_cluster().cluster("sdk-0").send().await.unwrap();
     assert_eq!(deleted.cluster().unwrap().status(), Some("INACTIVE"));
-    let err = c.delete_cluster().cluster("sdk-0").send().await.unwrap_err();
+    let err = c
+        .delete_cluster()
+        .cluster("sdk-0")
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.into_service_error().is_cluster_not_found_exception());
 }
 
@@ -167,10 +203,26 @@ async fn task_definitions_through_the_rust_sdk() {
         .name("app")
         .image("busybox:latest")
         .port_mappings(PortMapping::builder().container_port(8080).build())
-        .depends_on(ContainerDependency::builder().container_name("init").condition(ContainerCondition::Success).build().unwrap())
-        .health_check(HealthCheck::builder().command("CMD-SHELL").command("true").build().unwrap())
+        .depends_on(
+            ContainerDependency::builder()
+                .container_name("init")
+                .condition(ContainerCondition::Success)
+                .build()
+                .unwrap(),
+        )
+        .health_check(
+            HealthCheck::builder()
+                .command("CMD-SHELL")
+                .command("true")
+                .build()
+                .unwrap(),
+        )
         .build();
-    let init = ContainerDefinition::builder().name("init").image("busybox:latest").essential(false).build();
+    let init = ContainerDefinition::builder()
+        .name("init")
+        .image("busybox:latest")
+        .essential(false)
+        .build();
     let out = register(&c, "sdk-web", vec![app, init]).await;
     let td = out.task_definition().unwrap();
     assert_eq!(td.revision(), 1);
@@ -185,18 +237,50 @@ async fn task_definitions_through_the_rust_sdk() {
     let second = register(&c, "sdk-web", vec![container("app")]).await;
     assert_eq!(second.task_definition().unwrap().revision(), 2);
 
-    let latest = c.describe_task_definition().task_definition("sdk-web").send().await.unwrap();
+    let latest = c
+        .describe_task_definition()
+        .task_definition("sdk-web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(latest.task_definition().unwrap().revision(), 2);
-    let arn = latest.task_definition().unwrap().task_definition_arn().unwrap().to_string();
+    let arn = latest
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string();
     assert!(arn.ends_with(":task-definition/sdk-web:2"), "{arn}");
 
-    c.deregister_task_definition().task_definition("sdk-web:2").send().await.unwrap();
-    let latest = c.describe_task_definition().task_definition("sdk-web").send().await.unwrap();
+    c.deregister_task_definition()
+        .task_definition("sdk-web:2")
+        .send()
+        .await
+        .unwrap();
+    let latest = c
+        .describe_task_definition()
+        .task_definition("sdk-web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(latest.task_definition().unwrap().revision(), 1);
-    let by_arn = c.describe_task_definition().task_definition(&arn).send().await.unwrap();
-    assert_eq!(by_arn.task_definition().unwrap().status(), Some(&TaskDefinitionStatus::Inactive));
+    let by_arn = c
+        .describe_task_definition()
+        .task_definition(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_arn.task_definition().unwrap().status(),
+        Some(&TaskDefinitionStatus::Inactive)
+    );
 
-    let families = c.list_task_definition_families().family_prefix("sdk-").send().await.unwrap();
+    let families = c
+        .list_task_definition_families()
+        .family_prefix("sdk-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(families.families(), ["sdk-web"]);
 
     // An invalid size is a ClientException naming the valid values.
@@ -213,7 +297,11 @@ async fn task_definitions_through_the_rust_sdk() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_client_exception(), "{err:?}");
-    assert!(err.to_string().contains("memory 3000 is not valid with cpu 256 (valid: 512, 1024, 2048)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("memory 3000 is not valid with cpu 256 (valid: 512, 1024, 2048)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,18 +313,27 @@ async fn bad_credentials_are_refused() {
     let err = wrong_secret.list_clusters().send().await.unwrap_err();
     let raw = err.raw_response().unwrap();
     assert_eq!(raw.status().as_u16(), 403);
-    assert_eq!(aws_sdk_ecs::error::ProvideErrorMetadata::code(&err), Some("InvalidSignatureException"));
+    assert_eq!(
+        aws_sdk_ecs::error::ProvideErrorMetadata::code(&err),
+        Some("InvalidSignatureException")
+    );
 
     let unknown = b.client_with("AKIAUNKNOWNUNKNOWN00", "whatever");
     let err = unknown.list_clusters().send().await.unwrap_err();
-    assert_eq!(aws_sdk_ecs::error::ProvideErrorMetadata::code(&err), Some("UnrecognizedClientException"));
+    assert_eq!(
+        aws_sdk_ecs::error::ProvideErrorMetadata::code(&err),
+        Some("UnrecognizedClientException")
+    );
 }
 
 #[test]
 fn credentials_file_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let b = Berth::start();
-    let mode = std::fs::metadata(b.data_dir().join("credentials.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(b.data_dir().join("credentials.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let _: PathBuf = b.data_dir().to_path_buf();
 }

@@ -10,7 +10,9 @@ pub fn wire(e: &EcsError) -> (StatusCode, &'static str) {
     match e {
         EcsError::Validation(v) => match v.kind {
             ValidationKind::Client => (StatusCode::BAD_REQUEST, "ClientException"),
-            ValidationKind::InvalidParameter => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+            ValidationKind::InvalidParameter => {
+                (StatusCode::BAD_REQUEST, "InvalidParameterException")
+            }
         },
         EcsError::ClusterNotFound(_) => (StatusCode::BAD_REQUEST, "ClusterNotFoundException"),
         EcsError::ResourceNotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),

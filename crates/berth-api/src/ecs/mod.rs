@@ -230,7 +230,9 @@ fn with_token(mut v: Value, token: Option<String>) -> Value {
 fn include_tags(include: &[String]) -> Result<bool, EcsError> {
     for i in include {
         if i != "TAGS" {
-            return Err(EcsError::invalid(format!("include value {i:?} is not valid (the only value is TAGS)")));
+            return Err(EcsError::invalid(format!(
+                "include value {i:?} is not valid (the only value is TAGS)"
+            )));
         }
     }
     Ok(!include.is_empty())
@@ -238,7 +240,12 @@ fn include_tags(include: &[String]) -> Result<bool, EcsError> {
 
 /// Runs an action against the control plane and shapes the reply as botocore's
 /// output shape for the operation.
-pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timestamp) -> Result<Value, EcsError> {
+pub async fn dispatch(
+    ecs: &Ecs,
+    action: EcsAction,
+    caller: &Caller,
+    now: Timestamp,
+) -> Result<Value, EcsError> {
     match action {
         EcsAction::CreateCluster(r) => {
             let c = ecs
@@ -255,7 +262,11 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
             Ok(json!({"cluster": cluster_json(&c, false)}))
         }
         EcsAction::DescribeClusters(r) => {
-            let include: Vec<ClusterField> = r.include.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            let include: Vec<ClusterField> = r
+                .include
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()?;
             let (clusters, failures) = ecs.describe_clusters(&r.clusters, &include).await?;
             let stats = include.contains(&ClusterField::Statistics);
             Ok(json!({
@@ -264,7 +275,9 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
             }))
         }
         EcsAction::ListClusters(r) => {
-            let (arns, next) = ecs.list_clusters(r.max_results, r.next_token.as_deref()).await?;
+            let (arns, next) = ecs
+                .list_clusters(r.max_results, r.next_token.as_deref())
+                .await?;
             Ok(with_token(json!({"clusterArns": arns}), next))
         }
         EcsAction::DeleteCluster(r) => {
@@ -287,12 +300,16 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
         }
         EcsAction::RegisterTaskDefinition(r) => {
             let r = *r;
-            let rec = ecs.register_task_definition(r.input, r.tags, caller, now).await?;
+            let rec = ecs
+                .register_task_definition(r.input, r.tags, caller, now)
+                .await?;
             Ok(json!({"taskDefinition": rec.task_definition, "tags": rec.tags}))
         }
         EcsAction::DescribeTaskDefinition(r) => {
             let tags = include_tags(&r.include)?;
-            let rec = ecs.describe_task_definition(&required("taskDefinition", r.task_definition)?).await?;
+            let rec = ecs
+                .describe_task_definition(&required("taskDefinition", r.task_definition)?)
+                .await?;
             let mut v = json!({"taskDefinition": rec.task_definition});
             if tags {
                 v["tags"] = json!(rec.tags);
@@ -313,7 +330,11 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
             let descending = match r.sort.as_deref() {
                 None | Some("ASC") => false,
                 Some("DESC") => true,
-                Some(o) => return Err(EcsError::invalid(format!("sort {o:?} is not valid (use ASC or DESC)"))),
+                Some(o) => {
+                    return Err(EcsError::invalid(format!(
+                        "sort {o:?} is not valid (use ASC or DESC)"
+                    )))
+                }
             };
             let page = ecs
                 .list_task_definitions(
@@ -324,7 +345,10 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
                     r.next_token.as_deref(),
                 )
                 .await?;
-            Ok(with_token(json!({"taskDefinitionArns": page.items}), page.next_token))
+            Ok(with_token(
+                json!({"taskDefinitionArns": page.items}),
+                page.next_token,
+            ))
         }
         EcsAction::ListTaskDefinitionFamilies(r) => {
             let status = match r.status.as_deref() {
@@ -332,11 +356,18 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
                 Some("ACTIVE") => FamilyStatusFilter::Active,
                 Some("INACTIVE") => FamilyStatusFilter::Inactive,
                 Some(o) => {
-                    return Err(EcsError::invalid(format!("status {o:?} is not valid (use ACTIVE, INACTIVE or ALL)")))
+                    return Err(EcsError::invalid(format!(
+                        "status {o:?} is not valid (use ACTIVE, INACTIVE or ALL)"
+                    )))
                 }
             };
             let page = ecs
-                .list_task_definition_families(r.family_prefix.as_deref(), status, r.max_results, r.next_token.as_deref())
+                .list_task_definition_families(
+                    r.family_prefix.as_deref(),
+                    status,
+                    r.max_results,
+                    r.next_token.as_deref(),
+                )
                 .await?;
             Ok(with_token(json!({"families": page.items}), page.next_token))
         }
@@ -347,7 +378,9 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
             Ok(json!({"taskDefinition": td}))
         }
         EcsAction::DeleteTaskDefinitions(r) => {
-            let (tds, failures) = ecs.delete_task_definitions(&r.task_definitions, now).await?;
+            let (tds, failures) = ecs
+                .delete_task_definitions(&r.task_definitions, now)
+                .await?;
             Ok(json!({
                 "taskDefinitions": tds,
                 "failures": failures.iter().map(|(arn, reason, detail)| {
@@ -361,15 +394,19 @@ pub async fn dispatch(ecs: &Ecs, action: EcsAction, caller: &Caller, now: Timest
             if r.tags.is_empty() {
                 return Err(EcsError::invalid("tags is required: pass at least one tag"));
             }
-            ecs.tag_resource(&required("resourceArn", r.resource_arn)?, &r.tags).await?;
+            ecs.tag_resource(&required("resourceArn", r.resource_arn)?, &r.tags)
+                .await?;
             Ok(json!({}))
         }
         EcsAction::UntagResource(r) => {
-            ecs.untag_resource(&required("resourceArn", r.resource_arn)?, &r.tag_keys).await?;
+            ecs.untag_resource(&required("resourceArn", r.resource_arn)?, &r.tag_keys)
+                .await?;
             Ok(json!({}))
         }
         EcsAction::ListTagsForResource(r) => {
-            let tags = ecs.list_tags(&required("resourceArn", r.resource_arn)?).await?;
+            let tags = ecs
+                .list_tags(&required("resourceArn", r.resource_arn)?)
+                .await?;
             Ok(json!({"tags": tags}))
         }
     }

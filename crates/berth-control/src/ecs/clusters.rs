@@ -2,8 +2,8 @@
 
 use berth_core::arn::{Arn, EcsResource};
 use berth_core::cluster::{
-    merge_settings, validate_cluster_name, validate_settings, Cluster, ClusterSetting, ClusterStatus,
-    CAPACITY_PROVIDERS, DEFAULT_CLUSTER,
+    merge_settings, validate_cluster_name, validate_settings, Cluster, ClusterSetting,
+    ClusterStatus, CAPACITY_PROVIDERS, DEFAULT_CLUSTER,
 };
 use berth_core::tags::{validate_tags, Tag};
 use berth_store::{Compare, Op, Txn};
@@ -103,11 +103,15 @@ impl Ecs {
             .parse()
             .map_err(|e: berth_core::arn::ArnError| EcsError::invalid(e.to_string()))?;
         match arn.resource {
-            EcsResource::Cluster(name) if arn.region == self.scope.region && arn.account == self.scope.account => {
+            EcsResource::Cluster(name)
+                if arn.region == self.scope.region && arn.account == self.scope.account =>
+            {
                 Ok(name)
             }
             EcsResource::Cluster(_) => Err(EcsError::ClusterNotFound(name_or_arn.to_string())),
-            _ => Err(EcsError::invalid(format!("{name_or_arn} is not a cluster ARN"))),
+            _ => Err(EcsError::invalid(format!(
+                "{name_or_arn} is not a cluster ARN"
+            ))),
         }
     }
 
@@ -134,7 +138,11 @@ impl Ecs {
         let key = keys::cluster(DEFAULT_CLUSTER);
         let cluster = self.new_cluster(ClusterSpec::default(), DEFAULT_CLUSTER);
         self.store
-            .txn(Txn::new().when(Compare::ModRevision(key.clone(), 0)).then(Op::Put(key, encode(&cluster))))
+            .txn(
+                Txn::new()
+                    .when(Compare::ModRevision(key.clone(), 0))
+                    .then(Op::Put(key, encode(&cluster))),
+            )
             .await?;
         Ok(())
     }
@@ -161,7 +169,10 @@ impl Ecs {
     /// CreateCluster. Creating an ACTIVE cluster again returns it unchanged,
     /// as ECS does; creating an INACTIVE one makes it ACTIVE again.
     pub async fn create_cluster(&self, spec: ClusterSpec) -> Result<Cluster, EcsError> {
-        let name = spec.name.clone().unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
+        let name = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CLUSTER.to_string());
         validate_cluster_name(&name)?;
         validate_tags(&spec.tags, 0)?;
         validate_settings(&spec.settings)?;
@@ -207,7 +218,11 @@ impl Ecs {
             )));
         }
         let default = [DEFAULT_CLUSTER.to_string()];
-        let names = if names.is_empty() { &default[..] } else { names };
+        let names = if names.is_empty() {
+            &default[..]
+        } else {
+            names
+        };
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for n in names {
@@ -257,7 +272,11 @@ impl Ecs {
     }
 
     /// UpdateCluster.
-    pub async fn update_cluster(&self, name_or_arn: &str, update: ClusterUpdate) -> Result<Cluster, EcsError> {
+    pub async fn update_cluster(
+        &self,
+        name_or_arn: &str,
+        update: ClusterUpdate,
+    ) -> Result<Cluster, EcsError> {
         if let Some(s) = &update.settings {
             validate_settings(s)?;
         }

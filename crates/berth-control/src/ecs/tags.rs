@@ -7,17 +7,17 @@ use super::Ecs;
 use crate::EcsError;
 
 fn parse_arn(arn: &str) -> Result<EcsResource, EcsError> {
-    let parsed: Arn = arn.parse().map_err(|e: berth_core::arn::ArnError| {
-        EcsError::invalid(format!("resourceArn: {e}"))
-    })?;
+    let parsed: Arn = arn
+        .parse()
+        .map_err(|e: berth_core::arn::ArnError| EcsError::invalid(format!("resourceArn: {e}")))?;
     Ok(parsed.resource)
 }
 
 impl Ecs {
     fn check_scope(&self, arn: &str) -> Result<(), EcsError> {
-        let parsed: Arn = arn
-            .parse()
-            .map_err(|e: berth_core::arn::ArnError| EcsError::invalid(format!("resourceArn: {e}")))?;
+        let parsed: Arn = arn.parse().map_err(|e: berth_core::arn::ArnError| {
+            EcsError::invalid(format!("resourceArn: {e}"))
+        })?;
         if parsed.region != self.scope.region || parsed.account != self.scope.account {
             return Err(EcsError::ResourceNotFound(format!(
                 "{arn} is not a resource of this account and region ({} in {})",
@@ -47,7 +47,8 @@ impl Ecs {
                 self.modify_cluster(&name, |c| apply(&mut c.tags)).await?;
             }
             EcsResource::TaskDefinition { family, revision } => {
-                self.modify_task_definition_tags(&family, revision, apply).await?;
+                self.modify_task_definition_tags(&family, revision, apply)
+                    .await?;
             }
         }
         Ok(())
@@ -66,7 +67,8 @@ impl Ecs {
                 self.modify_cluster(&name, |c| apply(&mut c.tags)).await?;
             }
             EcsResource::TaskDefinition { family, revision } => {
-                self.modify_task_definition_tags(&family, revision, apply).await?;
+                self.modify_task_definition_tags(&family, revision, apply)
+                    .await?;
             }
         }
         Ok(())

@@ -52,8 +52,12 @@ impl TaskDefinitionRef {
                 .parse()
                 .map_err(|e: berth_core::arn::ArnError| EcsError::invalid(e.to_string()))?;
             return match arn.resource {
-                EcsResource::TaskDefinition { family, revision } => Ok(Self::Revision(family, revision)),
-                _ => Err(EcsError::invalid(format!("{s} is not a task definition ARN"))),
+                EcsResource::TaskDefinition { family, revision } => {
+                    Ok(Self::Revision(family, revision))
+                }
+                _ => Err(EcsError::invalid(format!(
+                    "{s} is not a task definition ARN"
+                ))),
             };
         }
         let bad = || {
@@ -62,7 +66,10 @@ impl TaskDefinitionRef {
             ))
         };
         let is_family = |f: &str| {
-            !f.is_empty() && f.len() <= 255 && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !f.is_empty()
+                && f.len() <= 255
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         match s.split_once(':') {
             Some((family, rev)) => {
@@ -150,7 +157,10 @@ impl Ecs {
             let txn = Txn::new()
                 .when(Compare::ModRevision(family_key.clone(), rev))
                 .then(Op::Put(family_key.clone(), encode(&fam)))
-                .then(Op::Put(keys::task_definition(&input.family, revision), encode(&record)));
+                .then(Op::Put(
+                    keys::task_definition(&input.family, revision),
+                    encode(&record),
+                ));
             if self.store.txn(txn).await?.succeeded {
                 return Ok(record);
             }
@@ -159,7 +169,10 @@ impl Ecs {
     }
 
     /// Reads one revision, or the latest ACTIVE revision of a family.
-    pub async fn get_task_definition(&self, r: &TaskDefinitionRef) -> Result<(TaskDefinitionRecord, u64), EcsError> {
+    pub async fn get_task_definition(
+        &self,
+        r: &TaskDefinitionRef,
+    ) -> Result<(TaskDefinitionRecord, u64), EcsError> {
         match r {
             TaskDefinitionRef::Revision(family, revision) => {
                 match self.store.get(&keys::task_definition(family, *revision)).await? {
@@ -187,7 +200,10 @@ impl Ecs {
     }
 
     /// DescribeTaskDefinition.
-    pub async fn describe_task_definition(&self, name: &str) -> Result<TaskDefinitionRecord, EcsError> {
+    pub async fn describe_task_definition(
+        &self,
+        name: &str,
+    ) -> Result<TaskDefinitionRecord, EcsError> {
         let r = TaskDefinitionRef::parse(name)?;
         Ok(self.get_task_definition(&r).await?.0)
     }
@@ -227,7 +243,13 @@ impl Ecs {
         if descending {
             tds.reverse();
         }
-        let (page, next) = paginate(tds, |t| sort_key(&t.input.family, t.revision), after, size, descending);
+        let (page, next) = paginate(
+            tds,
+            |t| sort_key(&t.input.family, t.revision),
+            after,
+            size,
+            descending,
+        );
         Ok(TaskDefinitionPage {
             items: page.into_iter().map(|t| t.task_definition_arn).collect(),
             next_token: next,
@@ -288,7 +310,11 @@ impl Ecs {
     }
 
     /// DeregisterTaskDefinition: marks one revision INACTIVE.
-    pub async fn deregister_task_definition(&self, name: &str, now: Timestamp) -> Result<TaskDefinition, EcsError> {
+    pub async fn deregister_task_definition(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<TaskDefinition, EcsError> {
         let (family, revision) = match TaskDefinitionRef::parse(name)? {
             TaskDefinitionRef::Revision(f, r) => (f, r),
             TaskDefinitionRef::Family(f) => {
@@ -380,13 +406,18 @@ impl Ecs {
         revision: u32,
         f: impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
     ) -> Result<(), EcsError> {
-        let exists = self.store.get(&keys::task_definition(family, revision)).await?.is_some();
+        let exists = self
+            .store
+            .get(&keys::task_definition(family, revision))
+            .await?
+            .is_some();
         if !exists {
             return Err(EcsError::ResourceNotFound(format!(
                 "task definition {family}:{revision} does not exist"
             )));
         }
-        self.modify_task_definition(family, revision, |rec| f(&mut rec.tags)).await?;
+        self.modify_task_definition(family, revision, |rec| f(&mut rec.tags))
+            .await?;
         Ok(())
     }
 }

@@ -19,12 +19,28 @@ const NETWORK_MODES: &[&str] = &["awsvpc", "bridge", "host", "none"];
 const COMPATIBILITIES: &[&str] = &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
 const CONDITIONS: &[&str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];
 const ULIMITS: &[&str] = &[
-    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-    "rss", "rtprio", "rttime", "sigpending", "stack",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
 ];
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 struct Ctx<'a> {
@@ -39,7 +55,10 @@ impl Ctx<'_> {
         ValidationError::invalid(format!("task definition {}: {msg}", self.family))
     }
     fn container(&self, name: &str, msg: impl std::fmt::Display) -> ValidationError {
-        ValidationError::client(format!("task definition {}: container {name}: {msg}", self.family))
+        ValidationError::client(format!(
+            "task definition {}: container {name}: {msg}",
+            self.family
+        ))
     }
 }
 
@@ -128,7 +147,9 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
     } else {
         if let Some(cpu) = task_cpu {
             if !(128..=196_608).contains(&cpu) {
-                return Err(cx.task(format!("cpu {cpu} is out of range (use 128 to 196608 units)")));
+                return Err(cx.task(format!(
+                    "cpu {cpu} is out of range (use 128 to 196608 units)"
+                )));
             }
         }
         if let Some(mem) = task_memory {
@@ -143,7 +164,9 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
     // Task-level Fargate incompatibilities.
     if fargate {
         if td.pid_mode.as_deref() == Some("host") {
-            return Err(cx.task("pidMode \"host\" is not supported on Fargate; use \"task\" or omit it"));
+            return Err(
+                cx.task("pidMode \"host\" is not supported on Fargate; use \"task\" or omit it")
+            );
         }
         if td.ipc_mode.is_some() {
             return Err(cx.task("ipcMode is not supported on Fargate; remove it"));
@@ -152,7 +175,10 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
             return Err(cx.task("placementConstraints are not supported on Fargate; remove them"));
         }
         if let Some(es) = &td.ephemeral_storage {
-            let gib = es.get("sizeInGiB").and_then(serde_json::Value::as_i64).unwrap_or(0);
+            let gib = es
+                .get("sizeInGiB")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0);
             if !(21..=200).contains(&gib) {
                 return Err(cx.task(format!(
                     "ephemeralStorage.sizeInGiB {gib} is out of range (use 21 to 200)"
@@ -162,9 +188,17 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
     }
     for mode in [("pidMode", &td.pid_mode), ("ipcMode", &td.ipc_mode)] {
         if let Some(v) = mode.1.as_deref() {
-            let ok: &[&str] = if mode.0 == "pidMode" { &["host", "task"] } else { &["host", "task", "none"] };
+            let ok: &[&str] = if mode.0 == "pidMode" {
+                &["host", "task"]
+            } else {
+                &["host", "task", "none"]
+            };
             if !ok.contains(&v) {
-                return Err(cx.task_param(format!("{} {v:?} is not valid (use {})", mode.0, ok.join(" or "))));
+                return Err(cx.task_param(format!(
+                    "{} {v:?} is not valid (use {})",
+                    mode.0,
+                    ok.join(" or ")
+                )));
             }
         }
     }
@@ -179,7 +213,9 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
             )));
         }
         if !volume_names.insert(name.to_string()) {
-            return Err(cx.task(format!("volume name {name:?} is used twice; volume names must be unique")));
+            return Err(cx.task(format!(
+                "volume name {name:?} is used twice; volume names must be unique"
+            )));
         }
         if fargate {
             if v.docker_volume_configuration.is_some() {
@@ -196,7 +232,11 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
     }
 
     // Containers.
-    let names: Vec<String> = td.container_definitions.iter().map(|c| c.name.clone().unwrap_or_default()).collect();
+    let names: Vec<String> = td
+        .container_definitions
+        .iter()
+        .map(|c| c.name.clone().unwrap_or_default())
+        .collect();
     let mut seen = HashSet::new();
     for (i, name) in names.iter().enumerate() {
         if name.is_empty() {
@@ -210,7 +250,9 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
             )));
         }
         if !seen.insert(name.as_str()) {
-            return Err(cx.task(format!("container name {name:?} is used twice; container names must be unique")));
+            return Err(cx.task(format!(
+                "container name {name:?} is used twice; container names must be unique"
+            )));
         }
     }
 
@@ -219,12 +261,24 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
     let mut ports: HashMap<(i64, String), String> = HashMap::new();
     for c in &mut td.container_definitions {
         let name = c.name.clone().unwrap_or_default();
-        validate_container(&cx, c, &name, fargate, awsvpc, task_memory, &volume_names, &names)?;
+        validate_container(
+            &cx,
+            c,
+            &name,
+            fargate,
+            awsvpc,
+            task_memory,
+            &volume_names,
+            &names,
+        )?;
         cpu_sum += c.cpu;
         reserved_sum += c.memory_reservation.or(c.memory).unwrap_or(0);
         if awsvpc {
             for p in &c.port_mappings {
-                let key = (p.container_port.unwrap_or(0), p.protocol.clone().unwrap_or_default());
+                let key = (
+                    p.container_port.unwrap_or(0),
+                    p.protocol.clone().unwrap_or_default(),
+                );
                 if let Some(other) = ports.insert(key.clone(), name.clone()) {
                     return Err(cx.container(&name, format!(
                         "port {}/{} is also mapped by container {other}; in awsvpc mode the containers of a task share one network, so each port can be mapped once",
@@ -249,8 +303,14 @@ pub fn validate(td: &mut TaskDefinitionInput) -> Result<Vec<String>, ValidationE
         }
     }
 
-    if !td.container_definitions.iter().any(|c| c.essential == Some(true)) {
-        return Err(cx.task("no container is essential; mark at least one container \"essential\": true"));
+    if !td
+        .container_definitions
+        .iter()
+        .any(|c| c.essential == Some(true))
+    {
+        return Err(
+            cx.task("no container is essential; mark at least one container \"essential\": true")
+        );
     }
 
     check_dependencies(&cx, &td.container_definitions)?;
@@ -279,12 +339,16 @@ fn validate_container(
 ) -> Result<(), ValidationError> {
     let image = c.image.as_deref().unwrap_or("").trim();
     if image.is_empty() {
-        return Err(cx.container(name, "image is missing; set \"image\" to an image reference such as \"registry/app:1.0\""));
+        return Err(cx.container(
+            name,
+            "image is missing; set \"image\" to an image reference such as \"registry/app:1.0\"",
+        ));
     }
     if image.len() > 255 || image.chars().any(char::is_whitespace) {
-        return Err(cx.container(name, format!(
-            "image {image:?} is not a valid reference (at most 255 characters, no spaces)"
-        )));
+        return Err(cx.container(
+            name,
+            format!("image {image:?} is not a valid reference (at most 255 characters, no spaces)"),
+        ));
     }
     if c.essential.is_none() {
         c.essential = Some(true);
@@ -292,7 +356,10 @@ fn validate_container(
 
     // Memory and cpu.
     if c.cpu < 0 {
-        return Err(cx.container(name, format!("cpu {} is negative; use 0 or more cpu units", c.cpu)));
+        return Err(cx.container(
+            name,
+            format!("cpu {} is negative; use 0 or more cpu units", c.cpu),
+        ));
     }
     if let Some(m) = c.memory {
         if m < 6 {
@@ -308,7 +375,10 @@ fn validate_container(
     }
     if let Some(r) = c.memory_reservation {
         if r < 4 {
-            return Err(cx.container(name, format!("memoryReservation {r} MiB is below the 4 MiB minimum")));
+            return Err(cx.container(
+                name,
+                format!("memoryReservation {r} MiB is below the 4 MiB minimum"),
+            ));
         }
         if let Some(m) = c.memory {
             if r > m {
@@ -319,9 +389,10 @@ fn validate_container(
         }
         if let Some(tm) = task_memory {
             if r > i64::from(tm) {
-                return Err(cx.container(name, format!(
-                    "memoryReservation {r} MiB exceeds the task's memory {tm}"
-                )));
+                return Err(cx.container(
+                    name,
+                    format!("memoryReservation {r} MiB exceeds the task's memory {tm}"),
+                ));
             }
         }
     }
@@ -335,11 +406,17 @@ fn validate_container(
             return Err(cx.container(name, "a portMappings entry has no containerPort; set it to the port the container listens on (1-65535)"));
         };
         if !(1..=65535).contains(&cp) {
-            return Err(cx.container(name, format!("containerPort {cp} is out of range (use 1 to 65535)")));
+            return Err(cx.container(
+                name,
+                format!("containerPort {cp} is out of range (use 1 to 65535)"),
+            ));
         }
         if let Some(hp) = p.host_port {
             if !(0..=65535).contains(&hp) {
-                return Err(cx.container(name, format!("hostPort {hp} is out of range (use 0 to 65535)")));
+                return Err(cx.container(
+                    name,
+                    format!("hostPort {hp} is out of range (use 0 to 65535)"),
+                ));
             }
             if awsvpc && hp != cp {
                 return Err(cx.container(name, format!(
@@ -354,7 +431,10 @@ fn validate_container(
             None => p.protocol = Some("tcp".into()),
             Some("tcp" | "udp") => {}
             Some(other) => {
-                return Err(cx.container(name, format!("port {cp}: protocol {other:?} is not valid (use tcp or udp)")));
+                return Err(cx.container(
+                    name,
+                    format!("port {cp}: protocol {other:?} is not valid (use tcp or udp)"),
+                ));
             }
         }
     }
@@ -377,9 +457,10 @@ fn validate_container(
         for (field, value, lo, hi, default) in bounds {
             match *value {
                 Some(v) if !(lo..=hi).contains(&v) => {
-                    return Err(cx.container(name, format!(
-                        "healthCheck.{field} {v} is out of range (use {lo} to {hi})"
-                    )));
+                    return Err(cx.container(
+                        name,
+                        format!("healthCheck.{field} {v} is out of range (use {lo} to {hi})"),
+                    ));
                 }
                 Some(_) => {}
                 None => *value = Some(default),
@@ -398,19 +479,28 @@ fn validate_container(
     if let Some(t) = c.stop_timeout {
         let max = if fargate { 120 } else { i64::from(i32::MAX) };
         if !(0..=max).contains(&t) {
-            return Err(cx.container(name, format!("stopTimeout {t} is out of range (use 0 to {max} seconds)")));
+            return Err(cx.container(
+                name,
+                format!("stopTimeout {t} is out of range (use 0 to {max} seconds)"),
+            ));
         }
     }
     if let Some(t) = c.start_timeout {
         if !(0..=i64::from(i32::MAX)).contains(&t) || (fargate && t > 120) {
-            return Err(cx.container(name, format!("startTimeout {t} is out of range (use 0 to 120 seconds on Fargate)")));
+            return Err(cx.container(
+                name,
+                format!("startTimeout {t} is out of range (use 0 to 120 seconds on Fargate)"),
+            ));
         }
     }
 
     // Environment.
     for e in &c.environment {
         if e.name.as_deref().unwrap_or("").is_empty() {
-            return Err(cx.container(name, "an environment entry has no name; give every variable a name"));
+            return Err(cx.container(
+                name,
+                "an environment entry has no name; give every variable a name",
+            ));
         }
     }
 
@@ -423,9 +513,10 @@ fn validate_container(
             )));
         }
         if !m.container_path.as_deref().unwrap_or("").starts_with('/') {
-            return Err(cx.container(name, format!(
-                "mount of volume {src}: containerPath must be an absolute path"
-            )));
+            return Err(cx.container(
+                name,
+                format!("mount of volume {src}: containerPath must be an absolute path"),
+            ));
         }
     }
     for v in &c.volumes_from {
@@ -441,11 +532,20 @@ fn validate_container(
     for u in c.ulimits.iter().flatten() {
         let n = u.name.as_deref().unwrap_or("");
         if !ULIMITS.contains(&n) {
-            return Err(cx.container(name, format!("ulimit {n:?} is not a known limit (use one of {})", ULIMITS.join(", "))));
+            return Err(cx.container(
+                name,
+                format!(
+                    "ulimit {n:?} is not a known limit (use one of {})",
+                    ULIMITS.join(", ")
+                ),
+            ));
         }
         if let (Some(s), Some(h)) = (u.soft_limit, u.hard_limit) {
             if s > h {
-                return Err(cx.container(name, format!("ulimit {n}: softLimit {s} exceeds hardLimit {h}")));
+                return Err(cx.container(
+                    name,
+                    format!("ulimit {n}: softLimit {s} exceeds hardLimit {h}"),
+                ));
             }
         }
     }
@@ -460,9 +560,10 @@ fn validate_container(
             ("extraHosts", c.extra_hosts.is_some()),
         ] {
             if set {
-                return Err(cx.container(name, format!(
-                    "{field} is not supported in awsvpc network mode; remove it"
-                )));
+                return Err(cx.container(
+                    name,
+                    format!("{field} is not supported in awsvpc network mode; remove it"),
+                ));
             }
         }
     }
@@ -472,8 +573,14 @@ fn validate_container(
         if c.privileged == Some(true) {
             return Err(cx.container(name, "privileged containers are not supported on Fargate; remove \"privileged\" or set it to false"));
         }
-        if c.docker_security_options.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Err(cx.container(name, "dockerSecurityOptions are not supported on Fargate; remove them"));
+        if c.docker_security_options
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(cx.container(
+                name,
+                "dockerSecurityOptions are not supported on Fargate; remove them",
+            ));
         }
         if let Some(lp) = &c.linux_parameters {
             for (field, set) in [
@@ -484,9 +591,10 @@ fn validate_container(
                 ("swappiness", lp.swappiness.is_some()),
             ] {
                 if set {
-                    return Err(cx.container(name, format!(
-                        "linuxParameters.{field} is not supported on Fargate; remove it"
-                    )));
+                    return Err(cx.container(
+                        name,
+                        format!("linuxParameters.{field} is not supported on Fargate; remove it"),
+                    ));
                 }
             }
             if let Some(add) = lp.capabilities.as_ref().and_then(|c| c.add.as_ref()) {
@@ -501,9 +609,14 @@ fn validate_container(
     Ok(())
 }
 
-fn check_dependencies(cx: &Ctx<'_>, containers: &[ContainerDefinition]) -> Result<(), ValidationError> {
-    let by_name: HashMap<&str, &ContainerDefinition> =
-        containers.iter().map(|c| (c.name.as_deref().unwrap_or(""), c)).collect();
+fn check_dependencies(
+    cx: &Ctx<'_>,
+    containers: &[ContainerDefinition],
+) -> Result<(), ValidationError> {
+    let by_name: HashMap<&str, &ContainerDefinition> = containers
+        .iter()
+        .map(|c| (c.name.as_deref().unwrap_or(""), c))
+        .collect();
     for c in containers {
         let name = c.name.as_deref().unwrap_or("");
         for d in c.depends_on.iter().flatten() {
@@ -515,12 +628,18 @@ fn check_dependencies(cx: &Ctx<'_>, containers: &[ContainerDefinition]) -> Resul
                 )));
             }
             if target == name {
-                return Err(cx.container(name, "dependsOn names the container itself; a container cannot depend on itself"));
+                return Err(cx.container(
+                    name,
+                    "dependsOn names the container itself; a container cannot depend on itself",
+                ));
             }
             let Some(t) = by_name.get(target) else {
-                return Err(cx.container(name, format!(
+                return Err(cx.container(
+                    name,
+                    format!(
                     "dependsOn names container {target:?}, which is not in this task definition"
-                )));
+                ),
+                ));
             };
             if cond == "HEALTHY" && t.health_check.is_none() {
                 return Err(cx.container(name, format!(
@@ -575,7 +694,12 @@ fn check_dependencies(cx: &Ctx<'_>, containers: &[ContainerDefinition]) -> Resul
     let mut marks = HashMap::new();
     for c in containers {
         let mut path = Vec::new();
-        if let Some(cycle) = visit(c.name.as_deref().unwrap_or(""), &by_name, &mut marks, &mut path) {
+        if let Some(cycle) = visit(
+            c.name.as_deref().unwrap_or(""),
+            &by_name,
+            &mut marks,
+            &mut path,
+        ) {
             return Err(cx.task(format!(
                 "dependsOn forms a cycle ({}); remove one of these dependencies",
                 cycle.join(" -> ")

@@ -18,7 +18,10 @@ pub fn run(c: &Common) -> anyhow::Result<()> {
     let region = &dd.config.region;
     println!("export AWS_ENDPOINT_URL={}", quote(&endpoint));
     println!("export AWS_ACCESS_KEY_ID={}", quote(&key.access_key_id));
-    println!("export AWS_SECRET_ACCESS_KEY={}", quote(&key.secret_access_key));
+    println!(
+        "export AWS_SECRET_ACCESS_KEY={}",
+        quote(&key.secret_access_key)
+    );
     println!("export AWS_REGION={}", quote(region));
     println!("export AWS_DEFAULT_REGION={}", quote(region));
     Ok(())

@@ -57,7 +57,9 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
     })?;
     let store: Arc<dyn Store> = Arc::new(store);
     let ecs = Ecs::new(store, dd.scope());
-    ecs.ensure_default_cluster().await.context("creating the default cluster")?;
+    ecs.ensure_default_cluster()
+        .await
+        .context("creating the default cluster")?;
 
     let keys = KeyRing::new([dd.admin_key()?]);
     let state = Arc::new(ApiState { ecs, keys });
@@ -66,9 +68,9 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         Some(a) => a,
         None => DEFAULT_LISTEN.parse().context("default listen address")?,
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the API to {addr} (set --listen or BERTH_LISTEN to another address)"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("binding the API to {addr} (set --listen or BERTH_LISTEN to another address)")
+    })?;
     let bound = listener.local_addr()?;
     let url = format!("http://{bound}");
     dd.write_endpoint(&url)?;

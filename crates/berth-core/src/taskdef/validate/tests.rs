@@ -25,7 +25,9 @@ fn err(mut t: TaskDefinitionInput) -> String {
 
 #[test]
 fn accepts_a_minimal_fargate_definition_and_normalises_it() {
-    let mut t = fargate(json!([{"name": "app", "image": "busybox", "portMappings": [{"containerPort": 80}]}]));
+    let mut t = fargate(
+        json!([{"name": "app", "image": "busybox", "portMappings": [{"containerPort": 80}]}]),
+    );
     let compat = validate(&mut t).unwrap();
     assert_eq!(compat, vec!["EC2", "FARGATE"]);
     let c = &t.container_definitions[0];
@@ -50,7 +52,10 @@ fn invalid_fargate_size_names_valid_values() {
     t.memory = Some("3000".into());
     let e = validate(&mut t).unwrap_err();
     assert_eq!(e.kind, ValidationKind::Client);
-    assert_eq!(e.message, "task definition web: memory 3000 is not valid with cpu 256 (valid: 512, 1024, 2048)");
+    assert_eq!(
+        e.message,
+        "task definition web: memory 3000 is not valid with cpu 256 (valid: 512, 1024, 2048)"
+    );
 }
 
 #[test]
@@ -105,17 +110,24 @@ fn container_resources_within_task() {
 fn ec2_containers_need_memory_without_task_memory() {
     let t = td(json!({"family": "w", "containerDefinitions": [{"name": "a", "image": "x"}]}));
     assert!(err(t).contains("no memory is set"));
-    let mut t = td(json!({"family": "w", "containerDefinitions": [{"name": "a", "image": "x", "memory": 64}]}));
+    let mut t = td(
+        json!({"family": "w", "containerDefinitions": [{"name": "a", "image": "x", "memory": 64}]}),
+    );
     assert_eq!(validate(&mut t).unwrap(), vec!["EC2"]);
 }
 
 #[test]
 fn port_mappings() {
-    let t = fargate(json!([{"name": "a", "image": "x", "portMappings": [{"containerPort": 70000}]}]));
+    let t =
+        fargate(json!([{"name": "a", "image": "x", "portMappings": [{"containerPort": 70000}]}]));
     assert!(err(t).contains("containerPort 70000 is out of range"));
-    let t = fargate(json!([{"name": "a", "image": "x", "portMappings": [{"containerPort": 80, "hostPort": 8080}]}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "portMappings": [{"containerPort": 80, "hostPort": 8080}]}]),
+    );
     assert!(err(t).contains("host port must equal the container port"));
-    let t = fargate(json!([{"name": "a", "image": "x", "portMappings": [{"containerPort": 80, "protocol": "sctp"}]}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "portMappings": [{"containerPort": 80, "protocol": "sctp"}]}]),
+    );
     assert!(err(t).contains("protocol \"sctp\" is not valid"));
     let t = fargate(json!([
         {"name": "a", "image": "x", "portMappings": [{"containerPort": 80}]},
@@ -126,7 +138,9 @@ fn port_mappings() {
 
 #[test]
 fn depends_on() {
-    let t = fargate(json!([{"name": "a", "image": "x", "dependsOn": [{"containerName": "zz", "condition": "START"}]}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "dependsOn": [{"containerName": "zz", "condition": "START"}]}]),
+    );
     assert!(err(t).contains("not in this task definition"));
     let t = fargate(json!([
         {"name": "a", "image": "x", "dependsOn": [{"containerName": "b", "condition": "START"}]},
@@ -159,11 +173,27 @@ fn depends_on() {
 #[test]
 fn health_check_bounds_and_defaults() {
     for (field, value, expect) in [
-        ("interval", 4, "healthCheck.interval 4 is out of range (use 5 to 300)"),
+        (
+            "interval",
+            4,
+            "healthCheck.interval 4 is out of range (use 5 to 300)",
+        ),
         ("interval", 301, "healthCheck.interval 301"),
-        ("timeout", 1, "healthCheck.timeout 1 is out of range (use 2 to 120)"),
-        ("retries", 11, "healthCheck.retries 11 is out of range (use 1 to 10)"),
-        ("startPeriod", 301, "healthCheck.startPeriod 301 is out of range (use 0 to 300)"),
+        (
+            "timeout",
+            1,
+            "healthCheck.timeout 1 is out of range (use 2 to 120)",
+        ),
+        (
+            "retries",
+            11,
+            "healthCheck.retries 11 is out of range (use 1 to 10)",
+        ),
+        (
+            "startPeriod",
+            301,
+            "healthCheck.startPeriod 301 is out of range (use 0 to 300)",
+        ),
     ] {
         let t = fargate(json!([{"name": "a", "image": "x",
             "healthCheck": {"command": ["CMD", "true"], field: value}}]));
@@ -171,27 +201,39 @@ fn health_check_bounds_and_defaults() {
     }
     let t = fargate(json!([{"name": "a", "image": "x", "healthCheck": {"command": ["true"]}}]));
     assert!(err(t).contains("must start with \"CMD\""));
-    let mut t = fargate(json!([{"name": "a", "image": "x", "healthCheck": {"command": ["CMD-SHELL", "true"]}}]));
+    let mut t = fargate(
+        json!([{"name": "a", "image": "x", "healthCheck": {"command": ["CMD-SHELL", "true"]}}]),
+    );
     validate(&mut t).unwrap();
     let hc = t.container_definitions[0].health_check.as_ref().unwrap();
-    assert_eq!((hc.interval, hc.timeout, hc.retries, hc.start_period), (Some(30), Some(5), Some(3), Some(0)));
+    assert_eq!(
+        (hc.interval, hc.timeout, hc.retries, hc.start_period),
+        (Some(30), Some(5), Some(3), Some(0))
+    );
 }
 
 #[test]
 fn fargate_incompatibilities() {
     let t = fargate(json!([{"name": "a", "image": "x", "privileged": true}]));
     assert!(err(t).contains("privileged containers are not supported on Fargate"));
-    let t = fargate(json!([{"name": "a", "image": "x", "linuxParameters": {"devices": [{"hostPath": "/dev/kvm"}]}}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "linuxParameters": {"devices": [{"hostPath": "/dev/kvm"}]}}]),
+    );
     assert!(err(t).contains("linuxParameters.devices is not supported on Fargate"));
-    let t = fargate(json!([{"name": "a", "image": "x", "linuxParameters": {"capabilities": {"add": ["NET_ADMIN"]}}}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "linuxParameters": {"capabilities": {"add": ["NET_ADMIN"]}}}]),
+    );
     assert!(err(t).contains("only SYS_PTRACE"));
     let t = fargate(json!([{"name": "a", "image": "x", "hostname": "h"}]));
     assert!(err(t).contains("hostname is not supported in awsvpc"));
     let mut t = fargate(json!([{"name": "a", "image": "x"}]));
     t.pid_mode = Some("host".into());
     assert!(err(t).contains("pidMode \"host\""));
-    let mut t = fargate(json!([{"name": "a", "image": "x", "mountPoints": [{"sourceVolume": "v", "containerPath": "/d"}]}]));
-    t.volumes = serde_json::from_value(json!([{"name": "v", "host": {"sourcePath": "/etc"}}])).unwrap();
+    let mut t = fargate(
+        json!([{"name": "a", "image": "x", "mountPoints": [{"sourceVolume": "v", "containerPath": "/d"}]}]),
+    );
+    t.volumes =
+        serde_json::from_value(json!([{"name": "v", "host": {"sourcePath": "/etc"}}])).unwrap();
     assert!(err(t).contains("host.sourcePath is not supported on Fargate"));
     let t = fargate(json!([{"name": "a", "image": "x", "stopTimeout": 121}]));
     assert!(err(t).contains("stopTimeout 121"));
@@ -199,20 +241,26 @@ fn fargate_incompatibilities() {
 
 #[test]
 fn mount_points_need_volumes() {
-    let t = fargate(json!([{"name": "a", "image": "x", "mountPoints": [{"sourceVolume": "nope", "containerPath": "/d"}]}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "mountPoints": [{"sourceVolume": "nope", "containerPath": "/d"}]}]),
+    );
     assert!(err(t).contains("volume \"nope\", which the task does not define"));
 }
 
 #[test]
 fn oversized_definitions_are_refused() {
     let big = "x".repeat(70_000);
-    let t = fargate(json!([{"name": "a", "image": "x", "environment": [{"name": "BIG", "value": big}]}]));
+    let t = fargate(
+        json!([{"name": "a", "image": "x", "environment": [{"name": "BIG", "value": big}]}]),
+    );
     assert!(err(t).contains("over the 65536-byte limit"));
 }
 
 #[test]
 fn unknown_members_round_trip() {
-    let mut t = fargate(json!([{"name": "a", "image": "x", "secrets": [{"name": "S", "valueFrom": "arn"}]}]));
+    let mut t = fargate(
+        json!([{"name": "a", "image": "x", "secrets": [{"name": "S", "valueFrom": "arn"}]}]),
+    );
     validate(&mut t).unwrap();
     let v = serde_json::to_value(&t).unwrap();
     assert_eq!(v["containerDefinitions"][0]["secrets"][0]["name"], "S");
