@@ -60,3 +60,151 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising plain data structs to JSON cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use berth_core::taskdef::TaskDefinitionInput;
+    use berth_store::EmbeddedStore;
+    use serde_json::json;
+
+    use super::*;
+    use crate::Caller;
+
+    fn ecs() -> Ecs {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+        Ecs::new(
+            store,
+            Scope {
+                region: "us-east-1".into(),
+                account: "123456789012".into(),
+            },
+        )
+    }
+
+    fn input(family: &str) -> TaskDefinitionInput {
+        serde_json::from_value(json!({
+            "family": family,
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": "0.25 vCPU",
+            "memory": "0.5 GB",
+            "containerDefinitions": [{"name": "app", "image": "busybox"}],
+        }))
+        .unwrap()
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            arn: "arn:aws:iam::123456789012:root".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_registrations_get_distinct_revisions() {
+        let e = ecs();
+        let mut handles = Vec::new();
+        for i in 0..12 {
+            let e = e.clone();
+            handles.push(tokio::spawn(async move {
+                e.register_task_definition(
+                    input("race"),
+                    vec![],
+                    &caller(),
+                    berth_core::Timestamp(i),
+                )
+                .await
+                .unwrap()
+                .task_definition
+                .revision
+            }));
+        }
+        let mut revs = BTreeSet::new();
+        for h in handles {
+            assert!(
+                revs.insert(h.await.unwrap()),
+                "a revision was handed out twice"
+            );
+        }
+        assert_eq!(revs, (1..=12).collect());
+    }
+
+    #[tokio::test]
+    async fn revisions_are_not_reused_after_delete() {
+        let e = ecs();
+        let now = berth_core::Timestamp(1);
+        e.register_task_definition(input("web"), vec![], &caller(), now)
+            .await
+            .unwrap();
+        e.deregister_task_definition("web:1", now).await.unwrap();
+        let (deleted, failures) = e
+            .delete_task_definitions(&["web:1".into()], now)
+            .await
+            .unwrap();
+        assert_eq!((deleted.len(), failures.len()), (1, 0));
+        let td = e
+            .register_task_definition(input("web"), vec![], &caller(), now)
+            .await
+            .unwrap()
+            .task_definition;
+        assert_eq!(td.revision, 2);
+        assert_eq!(td.input.cpu.as_deref(), Some("256"));
+        assert_eq!(td.input.memory.as_deref(), Some("512"));
+    }
+
+    #[tokio::test]
+    async fn default_cluster_is_created_once() {
+        let e = ecs();
+        e.ensure_default_cluster().await.unwrap();
+        e.delete_cluster("default").await.unwrap();
+        // A restart must not resurrect a cluster the user deleted.
+        e.ensure_default_cluster().await.unwrap();
+        let c = e.get_cluster("default").await.unwrap().unwrap();
+        assert_eq!(c.status, berth_core::cluster::ClusterStatus::Inactive);
+    }
+
+    #[tokio::test]
+    async fn list_pages_never_repeat_or_skip() {
+        let e = ecs();
+        for f in ["a", "a-b", "b", "a_c"] {
+            for _ in 0..3 {
+                e.register_task_definition(input(f), vec![], &caller(), berth_core::Timestamp(0))
+                    .await
+                    .unwrap();
+            }
+        }
+        for descending in [false, true] {
+            let mut token: Option<String> = None;
+            let mut all = Vec::new();
+            loop {
+                let page = e
+                    .list_task_definitions(
+                        None,
+                        berth_core::taskdef::TaskDefinitionStatus::Active,
+                        descending,
+                        Some(5),
+                        token.as_deref(),
+                    )
+                    .await
+                    .unwrap();
+                all.extend(page.items);
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+            assert_eq!(all.len(), 12);
+            let families: Vec<&str> = all
+                .iter()
+                .map(|a| a.rsplit_once('/').unwrap().1.split(':').next().unwrap())
+                .collect();
+            let mut expected = families.clone();
+            expected.sort_unstable();
+            if descending {
+                expected.reverse();
+            }
+            assert_eq!(families, expected);
+        }
+    }
+}

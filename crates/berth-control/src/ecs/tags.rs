@@ -27,12 +27,30 @@ impl Ecs {
         Ok(())
     }
 
+    /// Applies `f` to the tags of the resource named by `arn`.
+    async fn modify_tags(
+        &self,
+        arn: &str,
+        f: impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
+    ) -> Result<(), EcsError> {
+        let resource = parse_arn(arn)?;
+        self.check_scope(arn)?;
+        match resource {
+            EcsResource::Cluster(name) => {
+                self.modify_cluster(&name, |c| f(&mut c.tags)).await?;
+            }
+            EcsResource::TaskDefinition { family, revision } => {
+                self.modify_task_definition_tags(&family, revision, f)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// TagResource: adds or replaces tags.
     pub async fn tag_resource(&self, arn: &str, tags: &[Tag]) -> Result<(), EcsError> {
         validate_tags(tags, 0)?;
-        let resource = parse_arn(arn)?;
-        self.check_scope(arn)?;
-        let apply = |existing: &mut Vec<Tag>| {
+        self.modify_tags(arn, |existing| {
             let after = existing.len() + count_new_keys(existing, tags);
             if after > MAX_TAGS {
                 return Err(EcsError::invalid(format!(
@@ -41,37 +59,17 @@ impl Ecs {
             }
             merge_tags(existing, tags);
             Ok(())
-        };
-        match resource {
-            EcsResource::Cluster(name) => {
-                self.modify_cluster(&name, |c| apply(&mut c.tags)).await?;
-            }
-            EcsResource::TaskDefinition { family, revision } => {
-                self.modify_task_definition_tags(&family, revision, apply)
-                    .await?;
-            }
-        }
-        Ok(())
+        })
+        .await
     }
 
     /// UntagResource: removes tags by key.
     pub async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), EcsError> {
-        let resource = parse_arn(arn)?;
-        self.check_scope(arn)?;
-        let apply = |existing: &mut Vec<Tag>| {
+        self.modify_tags(arn, |existing| {
             existing.retain(|t| !keys.iter().any(|k| t.key.as_deref() == Some(k.as_str())));
             Ok(())
-        };
-        match resource {
-            EcsResource::Cluster(name) => {
-                self.modify_cluster(&name, |c| apply(&mut c.tags)).await?;
-            }
-            EcsResource::TaskDefinition { family, revision } => {
-                self.modify_task_definition_tags(&family, revision, apply)
-                    .await?;
-            }
-        }
-        Ok(())
+        })
+        .await
     }
 
     /// ListTagsForResource.
