@@ -16,12 +16,10 @@ import http.client
 import json
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -387,8 +385,14 @@ class RawResponse:
             return str(self.json.get("message") or self.json.get("Message") or "")
         return ""
 
-    def __str__(self) -> str:
-        return f"HTTP {self.status} {self.body[:2000]!r}"
+    def __repr__(self) -> str:
+        return f"<HTTP {self.status} {self.body[:2000]!r}>"
+
+    __str__ = __repr__
+
+    def __iter__(self):
+        """`status, body = raw.send(...)`"""
+        return iter((self.status, self.json))
 
 
 def _send(endpoint: str, method: str, path_and_query: str, headers: dict[str, str], body: bytes) -> RawResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -105,7 +106,10 @@ def test_deregister_then_family_resolves_to_latest_active(ecs, aws, berth):
     # The inactive revision is still describable; the family resolves to :2.
     three = ecs.describe_task_definition(taskDefinition=f"{family}:3")["taskDefinition"]
     assert three["status"] == "INACTIVE"
-    assert "deregisteredAt" in three
+    # botocore parses the timestamps: they are real, recent datetimes.
+    now = dt.datetime.now(dt.timezone.utc)
+    assert abs((now - three["registeredAt"]).total_seconds()) < 300, three["registeredAt"]
+    assert three["registeredAt"] <= three["deregisteredAt"] <= now + dt.timedelta(seconds=60)
     latest = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
     assert (latest["revision"], latest["status"]) == (2, "ACTIVE")
 
@@ -432,3 +436,51 @@ def test_dependencies_that_are_valid(ecs):
         ],
     )
     assert [c["name"] for c in td["containerDefinitions"]] == ["db", "init", "app"]
+
+
+def test_concurrent_registrations_get_distinct_revisions(berth):
+    """Parallel RegisterTaskDefinition calls on one family never share or skip
+    a revision. AWS may refuse some of them with a 400 ClientException ("Too
+    many concurrent attempts to create a new revision of the specified
+    family."), which clients retry; a 5xx is never acceptable."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    family = unique("race")
+    clients = [berth.boto3_client() for _ in range(16)]
+
+    def work(client):
+        results = []
+        for _ in range(4):
+            try:
+                results.append(client.register_task_definition(**fargate_taskdef(family))["taskDefinition"]["revision"])
+            except ClientError as e:
+                results.append(e.response)
+        return results
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        results = [r for rs in pool.map(work, clients) for r in rs]
+    errors = [r for r in results if isinstance(r, dict)]
+    server_errors = [
+        (e["ResponseMetadata"]["HTTPStatusCode"], e["Error"]["Code"], e["Error"].get("Message"))
+        for e in errors
+        if e["ResponseMetadata"]["HTTPStatusCode"] >= 500
+    ]
+    assert server_errors == [], f"{len(server_errors)} of {len(results)} registrations got a 5xx: {server_errors[:3]}"
+    for e in errors:
+        assert (e["ResponseMetadata"]["HTTPStatusCode"], e["Error"]["Code"]) == (400, "ClientException"), e
+    revisions = sorted(r for r in results if isinstance(r, int))
+    assert revisions == list(range(1, len(revisions) + 1))
+    assert len(revisions) >= len(clients), f"only {len(revisions)} of {len(results)} registrations succeeded"
+    arns = clients[0].list_task_definitions(familyPrefix=family)["taskDefinitionArns"]
+    assert arns == [berth.taskdef_arn(family, n) for n in revisions]
+
+
+def test_concurrent_create_cluster_is_idempotent(berth):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = unique("race-cluster")
+    clients = [berth.boto3_client() for _ in range(8)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        arns = list(pool.map(lambda c: c.create_cluster(clusterName=name)["cluster"]["clusterArn"], clients))
+    assert set(arns) == {berth.cluster_arn(name)}
+    assert clients[0].list_clusters()["clusterArns"].count(berth.cluster_arn(name)) == 1

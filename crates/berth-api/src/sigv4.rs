@@ -227,7 +227,10 @@ pub fn verify(
     check_scope(&auth, expected_region, expected_services)?;
     check_time(&auth, now)?;
 
-    // Payload hash.
+    // Payload hash. A presigned request without the header may have been
+    // signed over the body's hash (botocore's non-S3 query signer) or over
+    // UNSIGNED-PAYLOAD (S3 style): both are tried.
+    let mut payload_hashes: Vec<Cow<'_, str>> = Vec::with_capacity(2);
     let payload_hash: Cow<'_, str> = match req.headers.get(X_AMZ_CONTENT_SHA256) {
         Some(value) => {
             let value = value.to_str().map_err(|_| AuthError::BadSignature)?;
@@ -242,9 +245,13 @@ pub fn verify(
             }
             Cow::Borrowed(value)
         }
-        None if presigned => Cow::Borrowed(UNSIGNED_PAYLOAD),
+        None if presigned => {
+            payload_hashes.push(Cow::Borrowed(UNSIGNED_PAYLOAD));
+            Cow::Owned(hex_sha256(req.body))
+        }
         None => Cow::Owned(hex_sha256(req.body)),
     };
+    payload_hashes.insert(0, payload_hash);
 
     let provided = hex::decode(&auth.signature).map_err(|_| AuthError::BadSignature)?;
     let scope = format!(
@@ -265,20 +272,22 @@ pub fn verify(
 
     let mut matched = false;
     for uri in &candidates {
-        let creq = canonical_request(
-            req.method,
-            uri,
-            &query,
-            req.headers,
-            &auth.signed_headers,
-            &payload_hash,
-        );
-        let sts = string_to_sign(&auth.amz_date, &scope, &creq);
-        let mut mac = new_mac(&key);
-        mac.update(sts.as_bytes());
-        // `verify_slice` compares in constant time.
-        if mac.verify_slice(&provided).is_ok() {
-            matched = true;
+        for payload_hash in &payload_hashes {
+            let creq = canonical_request(
+                req.method,
+                uri,
+                &query,
+                req.headers,
+                &auth.signed_headers,
+                payload_hash,
+            );
+            let sts = string_to_sign(&auth.amz_date, &scope, &creq);
+            let mut mac = new_mac(&key);
+            mac.update(sts.as_bytes());
+            // `verify_slice` compares in constant time.
+            if mac.verify_slice(&provided).is_ok() {
+                matched = true;
+            }
         }
     }
     if !matched {

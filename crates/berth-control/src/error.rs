@@ -32,7 +32,7 @@ pub enum EcsError {
         reason: String,
     },
     /// the write kept conflicting with concurrent writers
-    #[error("too many concurrent updates to {0}; retry the request")]
+    #[error("Too many concurrent attempts to update {0}; retry the request")]
     Contention(String),
 }
 

@@ -16,7 +16,10 @@ pub fn wire(e: &EcsError) -> (StatusCode, &'static str) {
         },
         EcsError::ClusterNotFound(_) => (StatusCode::BAD_REQUEST, "ClusterNotFoundException"),
         EcsError::ResourceNotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
-        EcsError::Store(_) | EcsError::Corrupt { .. } | EcsError::Contention(_) => {
+        // ECS answers a burst of writers to one family with a ClientException
+        // ("Too many concurrent attempts..."); Berth does the same.
+        EcsError::Contention(_) => (StatusCode::BAD_REQUEST, "ClientException"),
+        EcsError::Store(_) | EcsError::Corrupt { .. } => {
             (StatusCode::INTERNAL_SERVER_ERROR, "ServerException")
         }
     }

@@ -9,7 +9,7 @@ use berth_core::tags::{validate_tags, Tag};
 use berth_store::{Compare, Op, Txn};
 use serde_json::Value;
 
-use super::{decode, encode, Ecs, MAX_RETRIES};
+use super::{backoff, decode, encode, Ecs, MAX_RETRIES};
 use crate::page::{page_size, paginate, resume_after};
 use crate::{keys, EcsError};
 
@@ -184,7 +184,11 @@ impl Ecs {
             }
         }
         let key = keys::cluster(&name);
-        for _ in 0..MAX_RETRIES {
+        let _guard = self.lock(&key).await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let current = self.store.get(&key).await?;
             let rev = current.as_ref().map_or(0, |kv| kv.mod_revision);
             if let Some(kv) = &current {
@@ -303,7 +307,11 @@ impl Ecs {
     ) -> Result<Cluster, EcsError> {
         let name = self.cluster_name(name_or_arn)?;
         let key = keys::cluster(&name);
-        for _ in 0..MAX_RETRIES {
+        let _guard = self.lock(&key).await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let Some(kv) = self.store.get(&key).await? else {
                 return Err(EcsError::ClusterNotFound(name));
             };

@@ -13,7 +13,12 @@ pub use taskdefs::{
     FamilyRecord, FamilyStatusFilter, TaskDefinitionPage, TaskDefinitionRecord, TaskDefinitionRef,
 };
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, MutexGuard};
 
 use berth_core::Scope;
 use berth_store::{KeyValue, Store};
@@ -23,19 +28,38 @@ use serde::Serialize;
 use crate::EcsError;
 
 /// How many times a conflicting write is retried before giving up.
-const MAX_RETRIES: usize = 16;
+const MAX_RETRIES: usize = 32;
+
+/// How many striped write locks an [`Ecs`] holds.
+const LOCK_STRIPES: usize = 64;
 
 /// The ECS control plane for one account and region.
 #[derive(Clone)]
 pub struct Ecs {
     store: Arc<dyn Store>,
     scope: Scope,
+    /// Serialises read-modify-write cycles on the same key within this
+    /// process, so concurrent requests queue instead of failing their
+    /// compare-and-swap; the CAS guard still protects against other replicas.
+    locks: Arc<Vec<Mutex<()>>>,
 }
 
 impl Ecs {
     /// ECS over `store`, naming resources in `scope`.
     pub fn new(store: Arc<dyn Store>, scope: Scope) -> Self {
-        Self { store, scope }
+        Self {
+            store,
+            scope,
+            locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+        }
+    }
+
+    /// The write lock covering `key`.
+    async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let i = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
+        self.locks[i].lock().await
     }
 
     /// The region and account of this control plane.
@@ -47,6 +71,13 @@ impl Ecs {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
+}
+
+/// Waits before retry `attempt` of a conflicting write (another replica won
+/// the race): 1, 2, 4, ... ms, capped at 50 ms.
+async fn backoff(attempt: usize) {
+    let ms = 1u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_millis(ms.min(50))).await;
 }
 
 fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, EcsError> {

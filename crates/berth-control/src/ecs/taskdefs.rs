@@ -10,7 +10,7 @@ use berth_core::Timestamp;
 use berth_store::{Compare, Op, Txn};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, Ecs, MAX_RETRIES};
+use super::{backoff, decode, encode, Ecs, MAX_RETRIES};
 use crate::page::{page_size, paginate, resume_after};
 use crate::{keys, Caller, EcsError};
 
@@ -131,7 +131,11 @@ impl Ecs {
         let compatibilities = validate(&mut input)?;
         validate_tags(&tags, 0)?;
         let family_key = keys::family(&input.family);
-        for _ in 0..MAX_RETRIES {
+        let _guard = self.lock(&family_key).await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let current = self.store.get(&family_key).await?;
             let (rev, mut fam) = match &current {
                 Some(kv) => (kv.mod_revision, decode::<FamilyRecord>(kv)?),
@@ -296,7 +300,11 @@ impl Ecs {
     ) -> Result<TaskDefinitionRecord, EcsError> {
         let r = TaskDefinitionRef::Revision(family.to_string(), revision);
         let key = keys::task_definition(family, revision);
-        for _ in 0..MAX_RETRIES {
+        let _guard = self.lock(&key).await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
             let (mut rec, modrev) = self.get_task_definition(&r).await?;
             f(&mut rec)?;
             let txn = Txn::new()
