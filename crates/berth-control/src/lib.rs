@@ -11,13 +11,19 @@
 //! arguments: nothing here reads a clock or makes a random id, so the same
 //! inputs always write the same state.
 //!
+//! [`ecr::Ecr`] owns the registry's metadata (repositories, tags, manifests,
+//! which blobs belong to which repository), shared by the ECR API and the
+//! OCI distribution server; the blob bytes live in `berth-oci`'s blob store.
+//!
 //! Start with [`ecs::Ecs`]; [`keys`] documents the key layout in the store.
 
+pub mod ecr;
 pub mod ecs;
 pub mod error;
 pub mod keys;
 pub mod page;
 
+pub use ecr::{Ecr, EcrError};
 pub use ecs::Ecs;
 pub use error::EcsError;
 
