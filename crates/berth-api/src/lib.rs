@@ -18,10 +18,11 @@
 //! with the AWS CLI or boto3 (`tests/e2e`).
 
 pub mod auth;
+pub mod ecr;
 pub mod ecs;
 pub mod json11;
 pub mod server;
 pub mod sigv4;
 
-pub use auth::{AccessKey, KeyRing};
+pub use auth::{AccessKey, KeyRing, TokenAuthority};
 pub use server::{router, ApiState};

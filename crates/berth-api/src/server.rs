@@ -8,11 +8,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::Router;
-use berth_control::Ecs;
+use berth_control::{Ecr, Ecs};
 use berth_core::Timestamp;
 use http::{Method, StatusCode};
 
-use crate::auth::KeyRing;
+use crate::auth::{KeyRing, TokenAuthority};
+use crate::ecr::{self, EcrAction, EcrContext};
 use crate::ecs::{self, EcsAction, ParseError};
 use crate::json11;
 use crate::sigv4::{AuthError, RequestParts};
@@ -21,14 +22,20 @@ use crate::sigv4::{AuthError, RequestParts};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The SigV4 service names Berth accepts in a credential scope.
-pub const SIGNING_NAMES: &[&str] = &[ecs::SIGNING_NAME];
+pub const SIGNING_NAMES: &[&str] = &[ecs::SIGNING_NAME, ecr::SIGNING_NAME];
 
 /// What the API server needs.
 pub struct ApiState {
     /// The ECS control plane.
     pub ecs: Ecs,
+    /// The registry metadata (ECR).
+    pub ecr: Ecr,
     /// The access keys accepted.
     pub keys: KeyRing,
+    /// Issues and checks registry tokens.
+    pub tokens: TokenAuthority,
+    /// `host:port` where the registry is reached (repositoryUri).
+    pub registry_host: String,
 }
 
 /// The router serving every protocol on one listener.
@@ -90,61 +97,95 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
             &request_id,
         );
     };
-    if prefix != ecs::TARGET_PREFIX {
-        return json11::error(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            &format!("X-Amz-Target prefix {prefix:?} is not a service this endpoint serves"),
-            &request_id,
-        );
-    }
     if parts.method != Method::POST || path != "/" {
         return json11::error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
-            "ECS operations are sent as POST /",
+            "AWS JSON operations are sent as POST /",
             &request_id,
         );
     }
-    if verified.service != ecs::SIGNING_NAME {
-        return auth_error(
-            &AuthError::WrongScope(format!(
-                "Credential should be scoped to correct service: '{}'.",
-                ecs::SIGNING_NAME
-            )),
-            &request_id,
-        );
-    }
-
-    let action = match EcsAction::parse(operation, &bytes) {
-        Ok(a) => a,
-        Err(e @ ParseError::UnknownOperation(_)) => {
+    let expected_service = match prefix {
+        ecs::TARGET_PREFIX => ecs::SIGNING_NAME,
+        ecr::TARGET_PREFIX => ecr::SIGNING_NAME,
+        other => {
             return json11::error(
                 StatusCode::BAD_REQUEST,
                 "UnknownOperationException",
-                &e.to_string(),
-                &request_id,
-            )
-        }
-        Err(e @ ParseError::Serialization { .. }) => {
-            return json11::error(
-                StatusCode::BAD_REQUEST,
-                "SerializationException",
-                &e.to_string(),
+                &format!("X-Amz-Target prefix {other:?} is not a service this endpoint serves"),
                 &request_id,
             )
         }
     };
-    tracing::debug!(operation, caller = %caller.arn, "ecs request");
-    match ecs::dispatch(&state.ecs, action, &caller, Timestamp(now)).await {
-        Ok(v) => json11::ok(&v, &request_id),
-        Err(e) => {
-            let (status, kind) = ecs::error::wire(&e);
-            if status.is_server_error() {
-                tracing::error!(operation, error = %e, "ecs request failed");
-            }
-            json11::error(status, kind, &e.to_string(), &request_id)
+    if verified.service != expected_service {
+        return auth_error(
+            &AuthError::WrongScope(format!(
+                "Credential should be scoped to correct service: '{expected_service}'."
+            )),
+            &request_id,
+        );
+    }
+    let parse_error = |e: ParseError| match e {
+        e @ ParseError::UnknownOperation(_) => json11::error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            &e.to_string(),
+            &request_id,
+        ),
+        e @ ParseError::Serialization { .. } => json11::error(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            &e.to_string(),
+            &request_id,
+        ),
+    };
+    tracing::debug!(target = prefix, operation, caller = %caller.arn, "api request");
+    let (result, error_wire) = if prefix == ecs::TARGET_PREFIX {
+        let action = match EcsAction::parse(operation, &bytes) {
+            Ok(a) => a,
+            Err(e) => return parse_error(e),
+        };
+        match ecs::dispatch(&state.ecs, action, &caller, Timestamp(now)).await {
+            Ok(v) => (Ok(v), None),
+            Err(e) => (Err(e.to_string()), Some(ecs::error::wire(&e))),
         }
+    } else {
+        let action = match EcrAction::parse(operation, &bytes) {
+            Ok(a) => a,
+            Err(e) => return parse_error(e),
+        };
+        let cx = EcrContext {
+            ecr: &state.ecr,
+            tokens: &state.tokens,
+            registry_host: &state.registry_host,
+        };
+        match ecr::dispatch(
+            &cx,
+            action,
+            &caller,
+            &verified.access_key_id,
+            Timestamp(now),
+        )
+        .await
+        {
+            Ok(v) => (Ok(v), None),
+            Err(e) => (Err(e.to_string()), Some(ecr::error::wire(&e))),
+        }
+    };
+    match (result, error_wire) {
+        (Ok(v), _) => json11::ok(&v, &request_id),
+        (Err(message), Some((status, kind))) => {
+            if status.is_server_error() {
+                tracing::error!(operation, error = %message, "api request failed");
+            }
+            json11::error(status, kind, &message, &request_id)
+        }
+        (Err(message), None) => json11::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerException",
+            &message,
+            &request_id,
+        ),
     }
 }
 

@@ -5,6 +5,8 @@
 //!   config.json        account id and region, fixed at creation
 //!   credentials.json   0600: the admin access key pair
 //!   state.redb         the embedded state store
+//!   registry-token.key 0600: the key that signs registry tokens
+//!   registry/          the registry's blobs and upload sessions
 //!   endpoint           the URL the running server listens on (for `berth env`)
 //! ```
 
@@ -91,6 +93,27 @@ impl DataDir {
         Ok(dd)
     }
 
+    /// The key that signs registry tokens, created on first use.
+    pub fn token_key(&self) -> anyhow::Result<Vec<u8>> {
+        let p = self.path.join("registry-token.key");
+        if !p.exists() {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key)
+                .map_err(|e| anyhow::anyhow!("no randomness for the token key: {e}"))?;
+            write_atomic(&p, hex_encode(&key).as_bytes(), 0o600)?;
+        }
+        let raw = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        let key =
+            hex_decode(raw.trim()).with_context(|| format!("{} is not a hex key", p.display()))?;
+        if key.len() < 32 {
+            bail!(
+                "{} holds a key shorter than 32 bytes; delete it to make a new one",
+                p.display()
+            );
+        }
+        Ok(key)
+    }
+
     /// Opens a data directory that `berth up` or `berth server` created.
     pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
         let config_path = path.join("config.json");
@@ -150,6 +173,20 @@ impl DataDir {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"))
     }
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> anyhow::Result<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        bail!("odd length");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(Into::into))
+        .collect()
 }
 
 fn validate_region(r: &str) -> anyhow::Result<()> {

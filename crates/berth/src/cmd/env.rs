@@ -24,5 +24,10 @@ pub fn run(c: &Common) -> anyhow::Result<()> {
     );
     println!("export AWS_REGION={}", quote(region));
     println!("export AWS_DEFAULT_REGION={}", quote(region));
+    let registry = endpoint
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    println!("export BERTH_REGISTRY={}", quote(registry));
     Ok(())
 }

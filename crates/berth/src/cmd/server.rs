@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_api::{router, ApiState, KeyRing};
-use berth_control::Ecs;
+use berth_api::{router, ApiState, KeyRing, TokenAuthority};
+use berth_control::{Ecr, Ecs};
 use berth_store::{EmbeddedStore, Store};
 
 use crate::datadir::{DataDir, DEFAULT_LISTEN};
@@ -56,13 +56,11 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         )
     })?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let ecs = Ecs::new(store, dd.scope());
+    let ecs = Ecs::new(store.clone(), dd.scope());
     ecs.ensure_default_cluster()
         .await
         .context("creating the default cluster")?;
-
-    let keys = KeyRing::new([dd.admin_key()?]);
-    let state = Arc::new(ApiState { ecs, keys });
+    let ecr = Ecr::new(store, dd.scope());
 
     let addr = match c.listen {
         Some(a) => a,
@@ -73,6 +71,14 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
     })?;
     let bound = listener.local_addr()?;
     let url = format!("http://{bound}");
+
+    let state = Arc::new(ApiState {
+        ecs,
+        ecr,
+        keys: KeyRing::new([dd.admin_key()?]),
+        tokens: TokenAuthority::new(dd.token_key()?),
+        registry_host: bound.to_string(),
+    });
     dd.write_endpoint(&url)?;
     tracing::info!(
         endpoint = %url,
