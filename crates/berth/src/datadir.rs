@@ -114,6 +114,11 @@ impl DataDir {
         Ok(key)
     }
 
+    /// Where the registry keeps blobs and upload sessions.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.path.join("registry")
+    }
+
     /// Opens a data directory that `berth up` or `berth server` created.
     pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
         let config_path = path.join("config.json");

@@ -45,8 +45,19 @@ enum Command {
     Up(Common),
     /// Print `export` lines that point AWS clients at this Berth.
     Env(Common),
+    /// Log container tools in to this Berth's registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Write credentials for the registry into skopeo's, podman's and docker's auth files.
+    Login(Common),
+    /// Print a registry password (user `AWS`), like `aws ecr get-login-password`.
+    Password(Common),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +66,8 @@ fn main() -> std::process::ExitCode {
         Command::Server(c) => cmd::server::run(&c, cmd::server::Role::Server),
         Command::Up(c) => cmd::server::run(&c, cmd::server::Role::AllInOne),
         Command::Env(c) => cmd::env::run(&c),
+        Command::Registry(RegistryCommand::Login(c)) => cmd::registry::login(&c),
+        Command::Registry(RegistryCommand::Password(c)) => cmd::registry::password(&c),
         Command::Version => cmd::version::run(),
     };
     match result {

@@ -715,6 +715,34 @@ impl Ecr {
         ))
     }
 
+    /// Records that upload session `id` belongs to `repo`.
+    pub async fn record_upload(&self, id: &str, repo: &str) -> Result<(), EcrError> {
+        self.store
+            .txn(Txn::new().then(Op::Put(
+                format!("/ecr/uploads/{id}"),
+                repo.as_bytes().to_vec(),
+            )))
+            .await?;
+        Ok(())
+    }
+
+    /// The repository an upload session belongs to.
+    pub async fn upload_repository(&self, id: &str) -> Result<Option<String>, EcrError> {
+        Ok(self
+            .store
+            .get(&format!("/ecr/uploads/{id}"))
+            .await?
+            .and_then(|kv| String::from_utf8(kv.value).ok()))
+    }
+
+    /// Forgets an upload session (finished or cancelled).
+    pub async fn forget_upload(&self, id: &str) -> Result<(), EcrError> {
+        self.store
+            .txn(Txn::new().then(Op::Delete(format!("/ecr/uploads/{id}"))))
+            .await?;
+        Ok(())
+    }
+
     /// Checks a registryId parameter (public for the API layer).
     pub fn registry(&self, id: Option<&str>) -> Result<(), EcrError> {
         self.check_registry_id(id)

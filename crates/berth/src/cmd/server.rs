@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_api::{router, ApiState, KeyRing, TokenAuthority};
+use berth_control::Caller;
 use berth_control::{Ecr, Ecs};
+use berth_oci::blobstore::BlobStore;
+use berth_registry::{Registry, RegistryAuth};
 use berth_store::{EmbeddedStore, Store};
 
 use crate::datadir::{DataDir, DEFAULT_LISTEN};
@@ -61,6 +64,12 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         .await
         .context("creating the default cluster")?;
     let ecr = Ecr::new(store, dd.scope());
+    let blobs = BlobStore::open(&dd.registry_dir()).with_context(|| {
+        format!(
+            "opening the registry's blob store in {}",
+            dd.registry_dir().display()
+        )
+    })?;
 
     let addr = match c.listen {
         Some(a) => a,
@@ -72,11 +81,21 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     let url = format!("http://{bound}");
 
+    let keys = KeyRing::new([dd.admin_key()?]);
+    let tokens = TokenAuthority::new(dd.token_key()?);
+    let registry = Arc::new(Registry {
+        ecr: ecr.clone(),
+        blobs,
+        auth: Arc::new(BasicAuth {
+            keys: keys.clone(),
+            tokens: tokens.clone(),
+        }),
+    });
     let state = Arc::new(ApiState {
         ecs,
         ecr,
-        keys: KeyRing::new([dd.admin_key()?]),
-        tokens: TokenAuthority::new(dd.token_key()?),
+        keys,
+        tokens,
         registry_host: bound.to_string(),
     });
     dd.write_endpoint(&url)?;
@@ -89,12 +108,53 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         "berth is serving the ECS API; run `eval \"$(berth env --data-dir {})\"` to point the AWS CLI at it",
         c.data_dir.display()
     );
-    axum::serve(listener, router(state))
+    let app = router(state).merge(berth_registry::router(registry));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The registry's credential check: HTTP Basic with user `AWS` and an ECR
+/// token, or with an access key id and its secret.
+struct BasicAuth {
+    keys: KeyRing,
+    tokens: TokenAuthority,
+}
+
+impl RegistryAuth for BasicAuth {
+    fn authenticate(&self, authorization: Option<&str>, now_secs: i64) -> Result<Caller, String> {
+        use base64::Engine;
+        const HOW: &str = "log in with: aws ecr get-login-password | skopeo login --username AWS --password-stdin $BERTH_REGISTRY";
+        let Some(h) = authorization else {
+            return Err(format!("authentication required; {HOW}"));
+        };
+        let Some(b64) = h
+            .strip_prefix("Basic ")
+            .or_else(|| h.strip_prefix("basic "))
+        else {
+            return Err(format!("only HTTP Basic credentials are accepted; {HOW}"));
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| format!("the Basic credentials are not base64; {HOW}"))?;
+        let raw = String::from_utf8(raw)
+            .map_err(|_| format!("the Basic credentials are not UTF-8; {HOW}"))?;
+        let (user, pass) = raw
+            .split_once(':')
+            .ok_or_else(|| format!("the Basic credentials lack a password; {HOW}"))?;
+        if user == "AWS" {
+            self.tokens
+                .verify(pass, now_secs)
+                .map_err(|e| e.to_string())
+        } else {
+            self.keys
+                .check_secret(user, pass)
+                .ok_or_else(|| format!("unknown access key or wrong secret; {HOW}"))
+        }
+    }
 }
 
 async fn shutdown_signal() {
