@@ -578,6 +578,14 @@ fn push_scope(r: &Reference) -> String {
     format!("repository:{}:pull,push", r.repository)
 }
 
+/// The push scope, plus pull on the repository a blob is mounted from.
+fn upload_scope(r: &Reference, mount_from: Option<&str>) -> String {
+    match mount_from {
+        Some(from) => format!("{} repository:{from}:pull", push_scope(r)),
+        None => push_scope(r),
+    }
+}
+
 fn http_error(url: &Url, source: reqwest::Error) -> ClientError {
     ClientError::Http {
         url: url.to_string(),
@@ -1262,18 +1270,34 @@ impl RegistryClient {
         if self.blob_exists(r, digest).await? {
             return Ok(());
         }
+        let scope = upload_scope(r, mount_from);
+        let Some(location) = self.start_upload(r, &scope, digest, mount_from).await? else {
+            return Ok(()); // mounted
+        };
         let io = |source| ClientError::Io {
             path: src.to_path_buf(),
             source,
         };
-        let file = tokio::fs::File::open(src).await.map_err(io)?;
-        let size = file.metadata().await.map_err(io)?.len();
+        let opened = async {
+            let file = tokio::fs::File::open(src).await.map_err(io)?;
+            let size = file.metadata().await.map_err(io)?.len();
+            Ok((file, size))
+        }
+        .await;
+        let (file, size) = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.abandon_upload(r, &scope, &location).await;
+                return Err(e);
+            }
+        };
         self.upload(
             r,
+            &scope,
+            location,
             digest,
             size,
             BlobSource::File { file, path: src },
-            mount_from,
         )
         .await
     }
@@ -1300,9 +1324,20 @@ impl RegistryClient {
         if self.blob_exists(r, digest).await? {
             return Ok(());
         }
+        let scope = push_scope(r);
+        let Some(location) = self.start_upload(r, &scope, digest, None).await? else {
+            return Ok(());
+        };
         let size = data.len() as u64;
-        self.upload(r, digest, size, BlobSource::Memory(data.into()), None)
-            .await
+        self.upload(
+            r,
+            &scope,
+            location,
+            digest,
+            size,
+            BlobSource::Memory(data.into()),
+        )
+        .await
     }
 
     /// The upload location a response names, resolved against `base`.
@@ -1317,44 +1352,71 @@ impl RegistryClient {
         Ok(url)
     }
 
-    async fn upload(
+    /// Opens an upload session (POST /v2/<repo>/blobs/uploads/), asking
+    /// for a mount from `mount_from` when given. Returns the session's
+    /// location, or `None` when the blob was mounted.
+    async fn start_upload(
         &self,
         r: &Reference,
+        scope: &str,
         digest: &Digest,
-        size: u64,
-        mut source: BlobSource<'_>,
         mount_from: Option<&str>,
-    ) -> Result<(), ClientError> {
-        let mut scope = push_scope(r);
+    ) -> Result<Option<Url>, ClientError> {
         let mut url = self.repo_url(r, "blobs/uploads/")?;
         if let Some(from) = mount_from {
-            scope.push_str(&format!(" repository:{from}:pull"));
             url.query_pairs_mut()
                 .append_pair("mount", &digest.to_string())
                 .append_pair("from", from);
         }
-        let post = |url: Url, headers: HeaderMap, method: Method, body: Bytes| Call {
+        let resp = self
+            .send(&Call {
+                registry: &r.registry,
+                scope: scope.to_string(),
+                method: Method::POST,
+                url: url.clone(),
+                headers: HeaderMap::new(),
+                body: Some(Bytes::new()),
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED if mount_from.is_some() => Ok(None),
+            StatusCode::ACCEPTED => self.upload_location(&resp, &url).map(Some),
+            _ => Err(status_error(resp, &url).await),
+        }
+    }
+
+    /// Cancels an upload session, best effort.
+    async fn abandon_upload(&self, r: &Reference, scope: &str, location: &Url) {
+        let call = Call {
             registry: &r.registry,
-            scope: scope.clone(),
+            scope: scope.to_string(),
+            method: Method::DELETE,
+            url: location.clone(),
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        // Nothing to do if it fails: the registry expires stale sessions.
+        let _ = self.send(&call).await;
+    }
+
+    /// Sends a blob into an open upload session and commits it.
+    async fn upload(
+        &self,
+        r: &Reference,
+        scope: &str,
+        mut location: Url,
+        digest: &Digest,
+        size: u64,
+        mut source: BlobSource<'_>,
+    ) -> Result<(), ClientError> {
+        let call = |url: Url, headers: HeaderMap, method: Method, body: Bytes| Call {
+            registry: &r.registry,
+            scope: scope.to_string(),
             method,
             url,
             headers,
             body: Some(body),
         };
-        let resp = self
-            .send(&post(
-                url.clone(),
-                HeaderMap::new(),
-                Method::POST,
-                Bytes::new(),
-            ))
-            .await?;
-        match resp.status() {
-            StatusCode::CREATED if mount_from.is_some() => return Ok(()),
-            StatusCode::ACCEPTED => {}
-            _ => return Err(status_error(resp, &url).await),
-        }
-        let mut location = self.upload_location(&resp, &url)?;
         let mut octets = HeaderMap::new();
         octets.insert(CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
         let mut hasher = Hasher::new();
@@ -1379,7 +1441,7 @@ impl RegistryClient {
                     HeaderValue::from_str(&range).map_err(|e| ClientError::Setup(e.to_string()))?,
                 );
                 let resp = self
-                    .send(&post(location.clone(), headers, Method::PATCH, chunk))
+                    .send(&call(location.clone(), headers, Method::PATCH, chunk))
                     .await?;
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(status_error(resp, &location).await);
@@ -1392,18 +1454,7 @@ impl RegistryClient {
         let actual_size = hasher.len();
         let actual = hasher.finish();
         if actual != *digest || actual_size != size {
-            // Best effort: abandon the upload session.
-            if let Ok(resp) = self
-                .send(&post(
-                    location.clone(),
-                    HeaderMap::new(),
-                    Method::DELETE,
-                    Bytes::new(),
-                ))
-                .await
-            {
-                drop(resp);
-            }
+            self.abandon_upload(r, scope, &location).await;
             return Err(ClientError::DigestMismatch {
                 location: source.location(),
                 expected: digest.clone(),
@@ -1416,7 +1467,7 @@ impl RegistryClient {
             .query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         let resp = self
-            .send(&post(location.clone(), octets, Method::PUT, final_body))
+            .send(&call(location.clone(), octets, Method::PUT, final_body))
             .await?;
         if resp.status() != StatusCode::CREATED {
             return Err(status_error(resp, &location).await);
