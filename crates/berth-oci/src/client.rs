@@ -1012,7 +1012,7 @@ impl RegistryClient {
         }
     }
 
-    /// GET /v2/<repo>/manifests/<tag|digest> with Accept of all
+    /// `GET /v2/<repo>/manifests/<tag|digest>` with `Accept` of all
     /// [`MANIFEST_MEDIA_TYPES`]; verifies the digest when pulling by digest
     /// (and the `Docker-Content-Digest` header when present). Returns the
     /// parsed manifest, its bytes and its digest.
@@ -1149,7 +1149,7 @@ impl RegistryClient {
         })
     }
 
-    /// Starts GET /v2/<repo>/blobs/<digest>, following redirects.
+    /// Starts `GET /v2/<repo>/blobs/<digest>`, following redirects.
     async fn get_blob(
         &self,
         r: &Reference,
@@ -1207,34 +1207,34 @@ impl RegistryClient {
             ));
         }
         let (resp, url) = self.get_blob(r, &desc.digest).await?;
-        let bytes = match read_limited(resp, desc.size, &url).await {
-            Ok(b) => b,
-            Err(ClientError::UnexpectedResponse { .. }) => {
-                // Longer than the descriptor says.
-                return Err(ClientError::DigestMismatch {
-                    location: url.to_string(),
-                    expected: desc.digest.clone(),
-                    expected_size: Some(desc.size),
-                    actual: Digest::of(b""),
-                    actual_size: desc.size + 1,
-                });
+        let mut bytes = Vec::new();
+        let mut hasher = Hasher::new();
+        let mut stream = resp.bytes_stream();
+        let mut overrun = false;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| http_error(&url, e))?;
+            hasher.update(&chunk);
+            if hasher.len() > desc.size {
+                overrun = true;
+                break;
             }
-            Err(e) => return Err(e),
-        };
-        let actual = Digest::of(&bytes);
-        if actual != desc.digest || bytes.len() as u64 != desc.size {
+            bytes.extend_from_slice(&chunk);
+        }
+        let actual_size = hasher.len();
+        let actual = hasher.finish();
+        if overrun || actual_size != desc.size || actual != desc.digest {
             return Err(ClientError::DigestMismatch {
                 location: url.to_string(),
                 expected: desc.digest.clone(),
                 expected_size: Some(desc.size),
                 actual,
-                actual_size: bytes.len() as u64,
+                actual_size,
             });
         }
         Ok(bytes)
     }
 
-    /// Whether the repository has the blob (HEAD /v2/<repo>/blobs/<digest>).
+    /// Whether the repository has the blob (`HEAD /v2/<repo>/blobs/<digest>`).
     pub async fn blob_exists(&self, r: &Reference, digest: &Digest) -> Result<bool, ClientError> {
         let url = self.repo_url(r, &format!("blobs/{digest}"))?;
         let resp = self
@@ -1352,7 +1352,7 @@ impl RegistryClient {
         Ok(url)
     }
 
-    /// Opens an upload session (POST /v2/<repo>/blobs/uploads/), asking
+    /// Opens an upload session (`POST /v2/<repo>/blobs/uploads/`), asking
     /// for a mount from `mount_from` when given. Returns the session's
     /// location, or `None` when the blob was mounted.
     async fn start_upload(
@@ -1475,7 +1475,7 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// PUT /v2/<repo>/manifests/<tag or digest> with `Content-Type:
+    /// `PUT /v2/<repo>/manifests/<tag or digest>` with `Content-Type:
     /// media_type`; returns the manifest's digest (checked against the
     /// `Docker-Content-Digest` header when the registry sends one, and
     /// against the reference's digest when it has one).
@@ -1536,7 +1536,7 @@ impl RegistryClient {
         Ok(digest)
     }
 
-    /// The repository's tags (GET /v2/<repo>/tags/list), following `Link`
+    /// The repository's tags (`GET /v2/<repo>/tags/list`), following `Link`
     /// pagination.
     pub async fn list_tags(&self, r: &Reference) -> Result<Vec<String>, ClientError> {
         let mut url = self.repo_url(r, "tags/list")?;

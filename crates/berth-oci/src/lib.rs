@@ -2,7 +2,7 @@
 //! side).
 //!
 //! * [`digest`]: `sha256:...` content addresses and hashing.
-//! * [`reference`]: image references (`registry/repo:tag@digest`).
+//! * [`reference`](mod@reference): image references (`registry/repo:tag@digest`).
 //! * [`manifest`]: OCI and Docker manifests, indexes and image configs.
 //! * [`client`]: the OCI distribution client (pull and push, with Basic and
 //!   Bearer token authentication).

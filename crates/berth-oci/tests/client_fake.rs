@@ -351,9 +351,22 @@ async fn blob_redirects_drop_authorization_and_bad_content_is_removed() {
         "expected DigestMismatch, got {err}"
     );
     assert!(!dest.exists(), "content that fails verification is removed");
+    // The in-memory path (image configs) verifies too.
+    let err = c
+        .fetch_blob_bytes(&r, &descriptor(&claimed))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::DigestMismatch { .. }),
+        "expected DigestMismatch, got {err}"
+    );
+    assert_eq!(
+        c.fetch_blob_bytes(&r, &descriptor(&good)).await.unwrap(),
+        good
+    );
 
     let f = fake.lock().unwrap();
-    assert_eq!(f.storage_auth.len(), 2);
+    assert_eq!(f.storage_auth.len(), 4);
     assert!(
         f.storage_auth.iter().all(Option::is_none),
         "the registry's token must not go to the storage host: {:?}",
