@@ -302,7 +302,13 @@ class Registry:
             h["Authorization"] = self.authorization
         elif isinstance(auth, str):
             h["Authorization"] = auth
-        return _send(self.endpoint, method, path, h, body)
+        r = _send(self.endpoint, method, path, h, body)
+        # Every registry response, success or error, carries the API version.
+        assert r.headers.get("docker-distribution-api-version") == API_VERSION, (
+            f"{method} {path}: no `Docker-Distribution-API-Version: {API_VERSION}` header "
+            f"(HTTP {r.status}, headers {r.headers})"
+        )
+        return r
 
     # -- blobs --------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import stat
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from oci_helpers import (
     CHALLENGE,
     DOCKER_MANIFEST,
     OCI_CONFIG,
+    OCI_INDEX,
     OCI_MANIFEST,
     Registry,
     Tools,
@@ -167,6 +169,19 @@ def test_skopeo_with_berth_registry_login(berth, layout, image, tmp_path):
     inspected = json.loads(
         tools.skopeo_ok("inspect", "--authfile", str(docker_config), "--tls-verify=false", ref)
     )
+    assert inspected["Digest"] == image.digest
+
+    # Without REGISTRY_AUTH_FILE, the podman/skopeo file under XDG_RUNTIME_DIR.
+    xdg = tmp_path / "xdg"
+    env = tools.env()
+    env.pop("REGISTRY_AUTH_FILE")
+    env["XDG_RUNTIME_DIR"] = str(xdg)
+    p = subprocess.run([_berth_bin(), "registry", "login", "--data-dir", str(berth.data_dir)],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    xdg_auth = xdg / "containers" / "auth.json"
+    assert host in json.loads(xdg_auth.read_text())["auths"], p.stdout
+    inspected = json.loads(tools.skopeo_ok("inspect", "--authfile", str(xdg_auth), "--tls-verify=false", ref))
     assert inspected["Digest"] == image.digest
 
     # `berth registry password` prints a password for user AWS.
@@ -332,6 +347,18 @@ def test_ecr_repository_lifecycle(berth, aws, reg):
     assert_dist_error(reg.get_manifest(repo, "v1"), 404, "NAME_UNKNOWN", "manifest of a deleted repository")
     assert repo not in reg.req("GET", "/v2/_catalog").json["repositories"]
 
+    # A repository created again under the same name starts empty.
+    x = small_image(unique("y"))
+    assert reg.push_image(repo, x, "v1").status == 201
+    aws.ok("ecr", "delete-repository", "--repository-name", repo, "--force")
+    aws.ok("ecr", "create-repository", "--repository-name", repo)
+    assert reg.req("GET", f"/v2/{repo}/tags/list").json == {"name": repo, "tags": []}
+    assert_dist_error(reg.get_manifest(repo, x.digest), 404, "MANIFEST_UNKNOWN", "manifest of the old repository")
+    assert_dist_error(reg.req("GET", f"/v2/{repo}/blobs/{x.layers[0].digest}"), 404, "BLOB_UNKNOWN",
+                      "blob of the old repository")
+    assert_dist_error(reg.put_manifest(repo, "v1", x.manifest), 400, "MANIFEST_BLOB_UNKNOWN",
+                      "manifest naming blobs of the old repository")
+
 
 def test_ecr_get_authorization_token(berth, aws, ecr):
     before = time.time()
@@ -455,8 +482,10 @@ def test_range_get(reg):
     r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": f"bytes={len(data) - 5}-"})
     assert r.status == 206 and r.body == data[-5:], r
     assert r.headers["content-range"] == f"bytes {len(data) - 5}-{len(data) - 1}/{len(data)}"
-    r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": f"bytes={len(data)}-{len(data) + 10}"})
-    assert r.status == 416, r
+    for bad in (f"bytes={len(data)}-{len(data) + 10}", "bytes=5-2"):
+        r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": bad})
+        assert r.status == 416, (bad, r)
+        assert r.headers.get("content-range") == f"bytes */{len(data)}", (bad, r.headers)
     r = reg.req("GET", f"/v2/{repo}/blobs/{d}")
     assert r.status == 200 and r.body == data and r.headers.get("accept-ranges") == "bytes", r.headers
 
@@ -486,6 +515,13 @@ def test_cross_repository_mount(reg):
     r = reg.req("POST", f"/v2/{empty}/blobs/uploads/?mount={d}&from=mount/{unique('nothing')}")
     assert r.status == 202, r
     assert_dist_error(reg.req("GET", f"/v2/{empty}/blobs/{d}"), 404, "BLOB_UNKNOWN", "GET unmounted blob")
+
+    # Once deleted from `from`, it cannot be mounted from there any more.
+    assert reg.req("DELETE", f"/v2/{src}/blobs/{d}").status == 202
+    r = reg.req("POST", f"/v2/{empty}/blobs/uploads/?mount={d}&from={src}")
+    assert r.status == 202, f"mount from a repository whose blob was deleted: {r}"
+    assert_dist_error(reg.req("GET", f"/v2/{empty}/blobs/{d}"), 404, "BLOB_UNKNOWN", "GET blob after failed mount")
+    assert reg.req("GET", f"/v2/{dst}/blobs/{d}").body == data
 
 
 def test_catalog_pagination(reg):
@@ -559,7 +595,7 @@ def test_tags_list_pagination(reg):
     )
 
 
-def test_manifest_put_get_head(reg):
+def test_manifest_put_get_head(reg, ecr):
     repo = f"man/{unique('app')}"
     img = small_image(unique("m"))
     r = reg.push_image(repo, img, "v1")
@@ -587,10 +623,26 @@ def test_manifest_put_get_head(reg):
     assert reg.get_manifest(repo, other.digest).body == other.manifest
     assert reg.req("GET", f"/v2/{repo}/tags/list").json["tags"] == ["v1"]
 
-    # Overwriting a tag in a MUTABLE repository moves it.
+    # Overwriting a tag in a MUTABLE repository moves it; the old image stays, untagged.
     assert reg.put_manifest(repo, "v1", other.manifest).status == 201
     assert reg.get_manifest(repo, "v1").headers["docker-content-digest"] == other.digest
     assert reg.get_manifest(repo, img.digest).status == 200
+    untagged = ecr.describe_images(repositoryName=repo, filter={"tagStatus": "UNTAGGED"})["imageDetails"]
+    assert [d["imageDigest"] for d in untagged] == [img.digest] and "imageTags" not in untagged[0], untagged
+    tagged = ecr.describe_images(repositoryName=repo, filter={"tagStatus": "TAGGED"})["imageDetails"]
+    assert [(d["imageDigest"], d["imageTags"]) for d in tagged] == [(other.digest, ["v1"])], tagged
+
+    # ECR paging over the two images.
+    for op, key in ((ecr.describe_images, "imageDetails"), (ecr.list_images, "imageIds")):
+        seen, kw = [], {}
+        for _ in range(10):
+            page = op(repositoryName=repo, maxResults=1, **kw)
+            assert len(page[key]) <= 1, page
+            seen += [x["imageDigest"] for x in page[key]]
+            if "nextToken" not in page:
+                break
+            kw = {"nextToken": page["nextToken"]}
+        assert sorted(seen) == sorted([img.digest, other.digest]), (op, seen)
 
 
 def test_manifest_errors(reg):
@@ -636,6 +688,47 @@ def test_manifest_errors(reg):
                       "DELETE an already deleted manifest")
 
 
+def test_manifest_references(reg):
+    repo = f"man/{unique('refs')}"
+    img = small_image(unique("r"))
+    for b in img.blobs:
+        reg.push_blob(repo, b.data)
+    # A Content-Type that contradicts the document's mediaType.
+    assert_dist_error(reg.put_manifest(repo, "v1", img.manifest, DOCKER_MANIFEST), 400, "MANIFEST_INVALID",
+                      "Content-Type differs from mediaType")
+    # A layer deleted from the repository is no longer there to reference.
+    assert reg.req("DELETE", f"/v2/{repo}/blobs/{img.layers[0].digest}").status == 202
+    assert_dist_error(reg.put_manifest(repo, "v1", img.manifest), 400, "MANIFEST_BLOB_UNKNOWN",
+                      "manifest naming a deleted blob")
+    reg.push_blob(repo, img.layers[0].data)
+    assert reg.put_manifest(repo, "v1", img.manifest).status == 201
+
+    # An index: its children must be manifests of the repository.
+    child = {"mediaType": OCI_MANIFEST, "digest": img.digest, "size": len(img.manifest),
+             "platform": {"architecture": "amd64", "os": "linux"}}
+    missing = dict(child, digest=sha256(b"no such manifest"))
+    bad_index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child, missing]}).encode()
+    assert_dist_error(reg.put_manifest(repo, "multi", bad_index, OCI_INDEX), 400, "MANIFEST_BLOB_UNKNOWN",
+                      "index naming an unknown manifest")
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [child]}).encode()
+    r = reg.put_manifest(repo, "multi", index, OCI_INDEX)
+    assert r.status == 201 and r.headers["docker-content-digest"] == sha256(index), r
+    g = reg.get_manifest(repo, "multi")
+    assert g.status == 200 and g.body == index and g.headers["content-type"] == OCI_INDEX, g
+
+
+def test_empty_blob(reg):
+    repo = f"blob/{unique('empty')}"
+    empty = sha256(b"")
+    loc = reg.start_upload(repo)
+    r = reg.req("PUT", with_query(loc, digest=empty))
+    assert r.status == 201 and r.headers["docker-content-digest"] == empty, r
+    g = reg.req("GET", f"/v2/{repo}/blobs/{empty}")
+    assert g.status == 200 and g.body == b"" and g.headers["content-length"] == "0", g
+    h = reg.req("HEAD", f"/v2/{repo}/blobs/{empty}")
+    assert h.status == 200 and h.headers["content-length"] == "0", h
+
+
 def test_immutable_repository_rejects_tag_overwrite(aws, reg):
     repo = f"immutable/{unique('app')}"
     out = aws.ok("ecr", "create-repository", "--repository-name", repo, "--image-tag-mutability", "IMMUTABLE")
@@ -649,6 +742,12 @@ def test_immutable_repository_rejects_tag_overwrite(aws, reg):
     assert_dist_error(reg.put_manifest(repo, "v1", b.manifest), 400, "TAG_INVALID", "overwrite an immutable tag")
     assert reg.get_manifest(repo, "v1").headers["docker-content-digest"] == a.digest
     assert reg.put_manifest(repo, "v2", b.manifest).status == 201
+
+    # Once the tag is deleted, the name is free again.
+    out = aws.ok("ecr", "batch-delete-image", "--repository-name", repo, "--image-ids", "imageTag=v1")
+    assert out["failures"] == [], out
+    assert reg.put_manifest(repo, "v1", b.manifest).status == 201
+    assert reg.get_manifest(repo, "v1").headers["docker-content-digest"] == b.digest
 
 
 def test_blob_errors_and_delete(reg):

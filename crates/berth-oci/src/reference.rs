@@ -96,12 +96,32 @@ impl Reference {
     /// Whether the registry is on this machine's loopback (where plain HTTP
     /// is allowed without configuration).
     pub fn is_loopback(&self) -> bool {
-        let host = self
-            .registry
-            .rsplit_once(':')
-            .map_or(self.registry.as_str(), |(h, _)| h);
-        host == "localhost" || host.starts_with("127.") || host == "[::1]"
+        is_loopback_authority(&self.registry)
     }
+}
+
+/// Whether `host[:port]` names this machine's loopback: `localhost`, an
+/// IPv4 address in 127.0.0.0/8 or `[::1]` (not a name like `127.example.com`).
+pub fn is_loopback_authority(authority: &str) -> bool {
+    let host = host_of(authority);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host part of `host[:port]` (an IPv6 host keeps its brackets).
+pub fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
 }
 
 impl fmt::Display for Reference {
@@ -194,6 +214,11 @@ mod tests {
             .unwrap();
         assert_eq!(r.to_string(), format!("registry.example.com:443/a/b:t@{d}"));
         assert!(!r.is_loopback());
+        assert!(is_loopback_authority("localhost:5000"));
+        assert!(is_loopback_authority("127.0.0.2"));
+        assert!(is_loopback_authority("[::1]:5000"));
+        assert!(!is_loopback_authority("127.example.com:5000"));
+        assert!(!is_loopback_authority("10.0.0.1:5000"));
     }
 
     #[test]
