@@ -8,6 +8,7 @@
 //! Start with [`manifest::Manifest::parse`]: every push and pull goes
 //! through it.
 
+pub mod blobstore;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
