@@ -12,6 +12,7 @@ pub mod blobstore;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
+pub mod unpack;
 
 pub use digest::Digest;
 pub use reference::Reference;
