@@ -4,11 +4,18 @@
 //! * [`digest`]: `sha256:...` content addresses and hashing.
 //! * [`reference`]: image references (`registry/repo:tag@digest`).
 //! * [`manifest`]: OCI and Docker manifests, indexes and image configs.
+//! * [`blobstore`]: the content-addressed blob store on disk, with
+//!   resumable upload sessions (the registry's storage, and the cache's).
+//! * [`unpack`]: safe unpacking of one layer tar into a directory.
+//! * [`cache`]: the host's layer cache: fetch once, verify, unpack, pin,
+//!   evict.
 //!
 //! Start with [`manifest::Manifest::parse`]: every push and pull goes
-//! through it.
+//! through it. On the agent side, [`cache::LayerCache::get_or_fetch`] is
+//! where a layer goes from a descriptor to a directory.
 
 pub mod blobstore;
+pub mod cache;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
