@@ -2,7 +2,7 @@
 //! side).
 //!
 //! * [`digest`]: `sha256:...` content addresses and hashing.
-//! * [`reference`]: image references (`registry/repo:tag@digest`).
+//! * [`reference`](mod@reference): image references (`registry/repo:tag@digest`).
 //! * [`manifest`]: OCI and Docker manifests, indexes and image configs.
 //! * [`blobstore`]: the content-addressed blob store on disk, with
 //!   resumable upload sessions (the registry's storage, and the cache's).
