@@ -19,7 +19,11 @@
 //! * modes, owners and times are set through file descriptors (or
 //!   `lchown`/`utimensat(AT_SYMLINK_NOFOLLOW)` for symlinks), so they never
 //!   follow a link. Directory metadata is applied at the end, after checking
-//!   the path again.
+//!   the path again;
+//! * of the extended attributes in pax `SCHILY.xattr.*` records only
+//!   `user.*` and `security.capability` are kept: a layer may not set
+//!   `trusted.*` attributes (which could forge overlayfs metadata) or
+//!   security labels.
 //!
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) are either applied, for flattening
 //! layers into one directory ([`WhiteoutMode::Apply`]), or turned into
@@ -190,13 +194,16 @@ fn unpack_tar<R: Read>(
     Ok(unpacker.stats)
 }
 
-/// Ownership, permissions and modification time of an entry.
-#[derive(Debug, Clone, Copy)]
+/// Ownership, permissions, modification time and extended attributes of an
+/// entry.
+#[derive(Debug, Clone)]
 struct Meta {
     mode: u32,
     uid: u32,
     gid: u32,
     mtime: u64,
+    /// `SCHILY.xattr.*` pax records whose names pass [`xattr_allowed`].
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Meta {
@@ -338,7 +345,7 @@ impl Unpacker {
             file.write_all(&buf[..n]).map_err(io_err(&path))?;
             self.stats.bytes += n as u64;
         }
-        self.apply_meta(&file, &path, meta)?;
+        self.apply_meta(&file, &path, &meta)?;
         self.created.insert(rel.to_path_buf());
         self.stats.files += 1;
         Ok(())
@@ -566,13 +573,13 @@ impl Unpacker {
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
                 Err(e) => return Err(errno_err(&path)(e)),
             };
-            self.apply_meta(&File::from(fd), &path, meta)?;
+            self.apply_meta(&File::from(fd), &path, &meta)?;
         }
         Ok(())
     }
 
     /// Sets owner (when root), mode and times through an open descriptor.
-    fn apply_meta(&self, file: &File, path: &Path, meta: Meta) -> Result<(), UnpackError> {
+    fn apply_meta(&self, file: &File, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
         if self.is_root {
             // Before chmod: chown clears setuid/setgid bits.
             ignore_eperm(std::os::unix::fs::fchown(
@@ -584,6 +591,17 @@ impl Unpacker {
         }
         file.set_permissions(Permissions::from_mode(meta.mode & 0o7777))
             .map_err(io_err(path))?;
+        // After chown, which clears security.capability.
+        for (name, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(file, name.as_str(), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                // A filesystem without xattrs, or an unprivileged unpacker
+                // (file capabilities need CAP_SETFCAP): keep going, as for
+                // ownership.
+                Err(Errno::OPNOTSUPP | Errno::PERM) => {}
+                Err(e) => return Err(errno_err(path)(e)),
+            }
+        }
         file.set_times(meta.times()).map_err(io_err(path))
     }
 
@@ -713,11 +731,18 @@ fn meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Unpa
         Err(_) if blank(&old.mtime) => 0,
         r => r.map_err(|e| invalid("mtime", e))?,
     };
+    let mut xattrs = Vec::new();
     if let Some(pax) = entry
         .pax_extensions()
         .map_err(|source| UnpackError::Archive { source })?
     {
         for ext in pax.flatten() {
+            if let Some(xattr) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                if xattr_allowed(xattr) {
+                    xattrs.push((xattr.to_string(), ext.value_bytes().to_vec()));
+                }
+                continue;
+            }
             let Ok(value) = ext.value() else { continue };
             let whole = value.split('.').next().unwrap_or("");
             match ext.key() {
@@ -740,7 +765,15 @@ fn meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, Unpa
         uid: id("uid", uid)?,
         gid: id("gid", gid)?,
         mtime,
+        xattrs,
     })
+}
+
+/// Which extended attributes a layer may set: user attributes and file
+/// capabilities. Never `trusted.*` (a layer must not forge overlayfs
+/// whiteouts, opaque markers or redirects) nor other `security.*` labels.
+fn xattr_allowed(name: &str) -> bool {
+    name.starts_with("user.") || name == "security.capability"
 }
 
 /// Treats EPERM and EINVAL from chown as success: an unprivileged or
@@ -1062,6 +1095,38 @@ mod tests {
             assert_eq!(m.uid(), 7, "pax uid wins over the header");
         }
         assert!(!sb.target.join("short").exists());
+    }
+
+    #[test]
+    fn allowed_xattrs_only() {
+        let sb = sandbox();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.comment", b"hello".as_slice()),
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y".as_slice()),
+            (
+                "SCHILY.xattr.security.selinux",
+                b"system_u:object_r:etc_t:s0".as_slice(),
+            ),
+        ])
+        .unwrap();
+        let mut h = Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, "dir/file", &b"x"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack(&tar, &sb.target, WhiteoutMode::Overlay).unwrap();
+        let file = sb.target.join("dir/file");
+        let mut value = [0u8; 64];
+        let n = rustix::fs::lgetxattr(&file, "user.comment", &mut value).unwrap();
+        assert_eq!(&value[..n], b"hello");
+        assert!(rustix::fs::lgetxattr(&file, "trusted.overlay.opaque", &mut value).is_err());
+        assert!(rustix::fs::lgetxattr(&file, "security.selinux", &mut value)
+            .map(|n| &value[..n] != b"system_u:object_r:etc_t:s0")
+            .unwrap_or(true));
     }
 
     #[test]
