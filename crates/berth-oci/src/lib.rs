@@ -6,16 +6,24 @@
 //! * [`manifest`]: OCI and Docker manifests, indexes and image configs.
 //! * [`client`]: the OCI distribution client (pull and push, with Basic and
 //!   Bearer token authentication).
+//! * [`blobstore`]: the content-addressed blob store on disk, with
+//!   resumable upload sessions (the registry's storage, and the cache's).
+//! * [`unpack`]: safe unpacking of one layer tar into a directory.
+//! * [`cache`]: the host's layer cache: fetch once, verify, unpack, pin,
+//!   evict.
 //!
 //! Start with [`manifest::Manifest::parse`]: every push and pull goes
-//! through it. The agent pulls through [`client::RegistryClient::resolve`]
-//! and [`client::RegistryClient::fetch_blob`].
+//! through it. The agent pulls through [`client::RegistryClient::resolve`],
+//! and [`cache::LayerCache::get_or_fetch`] is where a layer goes from a
+//! descriptor to a directory.
 
 pub mod blobstore;
+pub mod cache;
 pub mod client;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
+pub mod unpack;
 
 pub use client::{ClientConfig, ClientError, Credentials, RegistryClient, ResolvedImage};
 pub use digest::Digest;
