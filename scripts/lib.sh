@@ -5,7 +5,7 @@
 # Debian packages Berth or its tests use. Later issues add runc, iproute2,
 # skopeo, haproxy, ... here, in one place. docker-registry is the independent
 # registry the berth-oci client tests push to and pull from.
-BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv docker-registry)
+BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv skopeo docker-registry busybox-static)
 
 # Build outside the clone so CI and developers reuse one target dir.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
