@@ -91,6 +91,7 @@ def test_data_dir_files(private_berth):
         "AWS_SECRET_ACCESS_KEY",
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
+        "BERTH_REGISTRY",
     ]
     assert env == {
         "AWS_ENDPOINT_URL": b.endpoint,
@@ -98,6 +99,7 @@ def test_data_dir_files(private_berth):
         "AWS_SECRET_ACCESS_KEY": creds["secretAccessKey"],
         "AWS_REGION": config["region"],
         "AWS_DEFAULT_REGION": config["region"],
+        "BERTH_REGISTRY": b.endpoint.removeprefix("http://"),
     }
     for line in out.stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")

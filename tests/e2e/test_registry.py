@@ -17,7 +17,6 @@ import time
 import urllib.parse
 from pathlib import Path
 
-import botocore.exceptions
 import pytest
 
 from conftest import AWS_CLI, _berth_bin, run_berth, unique

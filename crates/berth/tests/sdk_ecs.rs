@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::path::PathBuf;
+
+use common::Berth;
 
 use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ecs::types::{
@@ -14,78 +16,12 @@ use aws_sdk_ecs::types::{
 };
 use aws_sdk_ecs::Client;
 
-struct Berth {
-    child: Child,
-    dir: tempfile::TempDir,
+trait SdkClient {
+    fn client_with(&self, key: &str, secret: &str) -> Client;
+    fn client(&self) -> Client;
 }
 
-impl Berth {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("BERTH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let b = Self { child, dir };
-        b.wait_ready();
-        b
-    }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let endpoint = self.data_dir().join("endpoint");
-        while Instant::now() < deadline {
-            if let Ok(url) = std::fs::read_to_string(&endpoint) {
-                let addr = url.trim().trim_start_matches("http://").to_string();
-                if std::net::TcpStream::connect(&addr).is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "berth up did not start within 30 s (data dir {})",
-            self.data_dir().display()
-        );
-    }
-
-    /// The exports of `berth env`, as (name, value) pairs.
-    fn env(&self) -> Vec<(String, String)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["env", "--data-dir"])
-            .arg(self.data_dir())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "berth env failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-            .collect()
-    }
-
-    fn var(&self, name: &str) -> String {
-        self.env()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-            .unwrap()
-    }
-
+impl SdkClient for Berth {
     fn client_with(&self, key: &str, secret: &str) -> Client {
         let http = aws_smithy_http_client::Builder::new().build_http();
         let conf = aws_sdk_ecs::Config::builder()
@@ -99,17 +35,7 @@ impl Berth {
     }
 
     fn client(&self) -> Client {
-        self.client_with(
-            &self.var("AWS_ACCESS_KEY_ID"),
-            &self.var("AWS_SECRET_ACCESS_KEY"),
-        )
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.client_with(&self.var("AWS_ACCESS_KEY_ID"), &self.var("AWS_SECRET_ACCESS_KEY"))
     }
 }
 
