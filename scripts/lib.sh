@@ -2,9 +2,10 @@
 # tests need on a fresh Debian 12 machine (root, Rust toolchain present).
 # Every step is idempotent and cheap when already done.
 
-# Debian packages Berth or its tests use. Later issues add runc, iproute2,
-# skopeo, docker-registry, haproxy, ... here, in one place.
-BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv)
+# Debian packages Berth or its tests use (skopeo reads the images `berth
+# image` builds; busybox-static is the test image's payload). Later issues
+# add runc, iproute2, docker-registry, haproxy, ... here, in one place.
+BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv skopeo busybox-static)
 
 # Build outside the clone so CI and developers reuse one target dir.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"

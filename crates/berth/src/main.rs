@@ -45,6 +45,8 @@ enum Command {
     Up(Common),
     /// Print `export` lines that point AWS clients at this Berth.
     Env(Common),
+    /// Build and manage OCI images without Docker.
+    Image(cmd::image::ImageArgs),
     /// Print the version.
     Version,
 }
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(c) => cmd::server::run(&c, cmd::server::Role::Server),
         Command::Up(c) => cmd::server::run(&c, cmd::server::Role::AllInOne),
         Command::Env(c) => cmd::env::run(&c),
+        Command::Image(a) => cmd::image::run(a),
         Command::Version => cmd::version::run(),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod env;
+pub mod image;
 pub mod server;
 pub mod version;
