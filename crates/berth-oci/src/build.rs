@@ -120,7 +120,7 @@ pub struct BuiltLayer {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// a file system operation on a source failed
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -465,11 +465,10 @@ fn tar_tree(path: &Path, file: &fs::File) -> Result<Tree, BuildError> {
     let mut tree = Tree::default();
     let mut groups = 0u64;
     let mut archive = tar::Archive::new(file);
-    let entries = archive
-        .entries_with_seek()
-        .map_err(io_err("reading the tar", path))?;
+    let not_tar = |_| bad("it is not a tar archive (plain or gzipped), or it is damaged".into());
+    let entries = archive.entries_with_seek().map_err(not_tar)?;
     for entry in entries {
-        let entry = entry.map_err(io_err("reading the tar", path))?;
+        let entry = entry.map_err(not_tar)?;
         let raw_path = entry.path_bytes();
         let name = std::str::from_utf8(&raw_path)
             .map_err(|_| bad(format!("entry {:?} has a name that is not UTF-8", raw_path)))?
@@ -1239,6 +1238,11 @@ mod tests {
         assert_eq!(get("etc/motd2").link.as_deref(), Some("etc/motd"));
         assert_eq!(get("usr/bin/y").link.as_deref(), Some("x"));
         assert!(!l.root().join(".tmp").read_dir().unwrap().any(|_| true));
+
+        let junk = tmp.path().join("junk");
+        fs::write(&junk, "root:x:0:0:root:/root:/bin/bash\n".repeat(40)).unwrap();
+        let e = build_layer(&LayerSource::Tar(junk), &l).unwrap_err();
+        assert!(e.to_string().contains("is not a tar archive"), "{e}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub const LAYOUT_VERSION: &str = "1.0.0";
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// a file system operation failed
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done (`reading`, `writing`, ...).
         op: &'static str,
@@ -67,7 +67,7 @@ pub enum LayoutError {
         reason: String,
     },
     /// no image of that name or digest
-    #[error("no image {name:?} in {} (see the names it has with `berth image ls`)", layout.display())]
+    #[error("no image {name:?} in {}", layout.display())]
     NotFound {
         /// The layout searched.
         layout: PathBuf,

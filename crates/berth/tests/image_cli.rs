@@ -138,6 +138,12 @@ fn builds_lists_inspects_and_exports_for_skopeo() {
         ok(&store, &["export", "web:v1", out.to_str().unwrap()]).trim(),
         digest
     );
+    let mut exported: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    exported.sort();
+    assert_eq!(exported, ["blobs", "index.json", "oci-layout"]);
     let out_ref = format!("oci:{}:web:v1", out.display());
     let info = skopeo(&["inspect", &out_ref]);
     assert_eq!(info["Digest"], digest.as_str());

@@ -474,6 +474,8 @@ fn export(store: &Path, image: &str, dir: &Path, ref_name: Option<&str>) -> anyh
     layout
         .copy_image(&img.manifest_desc.digest.to_string(), &dest, &dest_ref)
         .with_context(|| format!("exporting {key} to {}", dir.display()))?;
+    // The scratch directory is empty now; leave a plain layout behind.
+    let _ = std::fs::remove_dir(dir.join(".tmp"));
     println!("{}", img.manifest_desc.digest);
     eprintln!(
         "exported {key} to {} as {dest_ref} (skopeo: oci:{}:{dest_ref})",
