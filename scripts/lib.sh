@@ -2,9 +2,10 @@
 # tests need on a fresh Debian 12 machine (root, Rust toolchain present).
 # Every step is idempotent and cheap when already done.
 
-# Debian packages Berth or its tests use. Later issues add runc, iproute2,
-# skopeo, haproxy, ... here, in one place. docker-registry is the independent
-# registry the berth-oci client tests push to and pull from.
+# Debian packages Berth or its tests use, in one place: skopeo (a real
+# registry client), docker-registry (an independent registry the puller is
+# tested against), busybox-static (the payload of test images). Later issues
+# add runc, iproute2, haproxy, ... here.
 BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv skopeo docker-registry busybox-static)
 
 # Build outside the clone so CI and developers reuse one target dir.

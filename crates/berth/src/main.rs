@@ -48,6 +48,8 @@ enum Command {
     /// Log container tools in to this Berth's registry.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Build and manage OCI images without Docker.
+    Image(cmd::image::ImageArgs),
     /// Print the version.
     Version,
 }
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Env(c) => cmd::env::run(&c),
         Command::Registry(RegistryCommand::Login(c)) => cmd::registry::login(&c),
         Command::Registry(RegistryCommand::Password(c)) => cmd::registry::password(&c),
+        Command::Image(a) => cmd::image::run(a),
         Command::Version => cmd::version::run(),
     };
     match result {

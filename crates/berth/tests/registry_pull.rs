@@ -55,7 +55,10 @@ async fn agent_pull_path_against_berths_registry() {
     let anonymous = RegistryClient::new(ClientConfig::default()).unwrap();
     let reference: Reference = format!("{registry}/team/hello:v1").parse().unwrap();
     let err = anonymous.get_manifest(&reference).await.unwrap_err();
-    assert!(err.to_string().to_lowercase().contains("unauthorized") || err.to_string().contains("401"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("unauthorized") || err.to_string().contains("401"),
+        "{err}"
+    );
 
     let mut creds = HashMap::new();
     creds.insert(
@@ -70,14 +73,26 @@ async fn agent_pull_path_against_berths_registry() {
         ..ClientConfig::default()
     })
     .unwrap();
-    client.push_blob_bytes(&reference, &layer_digest, layer.clone()).await.unwrap();
-    client.push_blob_bytes(&reference, &config_digest, config.clone()).await.unwrap();
-    let pushed = client.put_manifest(&reference, OCI_MANIFEST, manifest.clone()).await.unwrap();
+    client
+        .push_blob_bytes(&reference, &layer_digest, layer.clone())
+        .await
+        .unwrap();
+    client
+        .push_blob_bytes(&reference, &config_digest, config.clone())
+        .await
+        .unwrap();
+    let pushed = client
+        .put_manifest(&reference, OCI_MANIFEST, manifest.clone())
+        .await
+        .unwrap();
     assert_eq!(pushed, Digest::of(&manifest));
 
     let resolved = client.resolve(&reference).await.unwrap();
     assert_eq!(resolved.manifest_digest, pushed);
-    assert_eq!(resolved.config.config.unwrap().cmd.unwrap(), ["cat", "/etc/greeting"]);
+    assert_eq!(
+        resolved.config.config.unwrap().cmd.unwrap(),
+        ["cat", "/etc/greeting"]
+    );
 
     // The host's layer cache: one download, verified, unpacked.
     let cache_dir = tempfile::tempdir().unwrap();
@@ -86,7 +101,9 @@ async fn agent_pull_path_against_berths_registry() {
     let (c2, r2, d2) = (client.clone(), reference.clone(), desc.clone());
     let cached = cache
         .get_or_fetch(&desc, move |dest| async move {
-            c2.fetch_blob(&r2, &d2, &dest).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            c2.fetch_blob(&r2, &d2, &dest)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .await
         .unwrap();

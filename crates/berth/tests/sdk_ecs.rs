@@ -35,7 +35,10 @@ impl SdkClient for Berth {
     }
 
     fn client(&self) -> Client {
-        self.client_with(&self.var("AWS_ACCESS_KEY_ID"), &self.var("AWS_SECRET_ACCESS_KEY"))
+        self.client_with(
+            &self.var("AWS_ACCESS_KEY_ID"),
+            &self.var("AWS_SECRET_ACCESS_KEY"),
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod env;
+pub mod image;
 pub mod registry;
 pub mod server;
 pub mod version;

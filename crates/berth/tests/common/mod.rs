@@ -43,7 +43,10 @@ impl Berth {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("berth up did not start within 30 s (data dir {})", self.data_dir().display());
+        panic!(
+            "berth up did not start within 30 s (data dir {})",
+            self.data_dir().display()
+        );
     }
 
     /// Runs `berth ARGS --data-dir DIR` and returns its stdout.
@@ -54,7 +57,11 @@ impl Berth {
             .arg(self.data_dir())
             .output()
             .unwrap();
-        assert!(out.status.success(), "berth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -69,7 +76,11 @@ impl Berth {
     }
 
     pub fn var(&self, name: &str) -> String {
-        self.env().into_iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap()
+        self.env()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .unwrap()
     }
 }
 
