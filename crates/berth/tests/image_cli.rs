@@ -9,6 +9,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 fn berth(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("image")
@@ -229,10 +231,90 @@ fn builds_lists_inspects_and_exports_for_skopeo() {
     let pruned = ok(&store, &["prune"]);
     assert!(pruned.starts_with("deleted "), "{pruned}");
     ok(&store, &["inspect", "web:v1"]);
+}
 
-    // Push is present but not wired to a registry client yet.
-    let err = fails(&store, &["push", "web:v1", "127.0.0.1:5000/web:v1"]);
-    assert!(err.contains("push is not available"), "{err}");
+#[test]
+fn pushes_to_berths_registry_and_skopeo_pulls_the_same_digest() {
+    let b = common::Berth::start();
+    let registry = b.var("BERTH_REGISTRY");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let root = tmp.path().join("root");
+    busybox_root(&root);
+    let mut args = vec![
+        "build",
+        "-t",
+        "web:v1",
+        "--from-dir",
+        root.to_str().unwrap(),
+    ];
+    args.extend_from_slice(HTTPD);
+    let digest = ok(&store, &args).trim().to_string();
+
+    // Without credentials the registry refuses.
+    let dest = format!("{registry}/team/web:v1");
+    let err = fails(&store, &["push", "web:v1", &dest]);
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("401"),
+        "{err}"
+    );
+
+    // With the token `berth registry password` prints (user AWS), it lands.
+    let token = b.cli(&["registry", "password"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "image",
+            "push",
+            "web:v1",
+            &dest,
+            "--username",
+            "AWS",
+            "--password-stdin",
+        ])
+        .env("BERTH_IMAGE_STORE", &store)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(token.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&digest),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // skopeo, an independent client, pulls it back with the same digest.
+    let creds = format!("AWS:{}", token.trim());
+    let inspected = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{dest}"),
+    ]);
+    assert_eq!(inspected["Digest"], digest.as_str());
+    let pulled = tmp.path().join("pulled");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{dest}"),
+        &format!("oci:{}:v1", pulled.display()),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pulled.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
 }
 
 #[test]

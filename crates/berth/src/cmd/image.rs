@@ -565,16 +565,40 @@ fn push(store: &Path, p: &PushArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Credentials for `registry` from the auth files `berth registry login`,
+/// `skopeo login` and `docker login` write, if any.
+fn stored_credentials(registry: &str) -> Option<berth_oci::Credentials> {
+    use base64::Engine;
+    for path in crate::cmd::registry::auth_files() {
+        let Ok(raw) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+            continue;
+        };
+        let Some(auth) = doc["auths"][registry]["auth"].as_str() else {
+            continue;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(auth) else {
+            continue;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            continue;
+        };
+        if let Some((u, p)) = text.split_once(':') {
+            return Some(berth_oci::Credentials::Basic {
+                username: u.to_string(),
+                password: p.to_string(),
+            });
+        }
+    }
+    None
+}
+
 /// Uploads the image's blobs (config, layers) and then its manifest to
-/// `dest`; returns the manifest digest the registry reports.
-//
-// WIRE: RegistryClient. When `berth_oci::client::RegistryClient` lands:
-//   let client = RegistryClient::new(insecure, creds);
-//   for d in [&img.manifest.config].into_iter().chain(&img.manifest.layers) {
-//       client.push_blob(dest, &d.digest, &layout.blob_path(&d.digest), None)?;
-//   }
-//   let bytes = layout.read_blob(&img.manifest_desc.digest)?;
-//   client.put_manifest(dest, &img.manifest_desc.media_type, bytes)
+/// `dest`; returns the manifest digest the registry reports. Credentials come
+/// from `--username/--password-stdin`, else from the auth files that
+/// `berth registry login` or `skopeo login` wrote.
 fn push_image(
     layout: &OciLayout,
     img: &LocalImage,
@@ -582,11 +606,50 @@ fn push_image(
     insecure: bool,
     creds: Option<&Credentials>,
 ) -> anyhow::Result<Digest> {
-    let _ = (layout, insecure, creds.map(|c| (&c.username, &c.password)));
-    bail!(
-        "push is not available in this build: cannot push {} to {dest}; export it with `berth image export` and copy it with `skopeo copy oci:DIR:REF docker://{dest}`",
-        img.manifest_desc.digest
-    )
+    use std::collections::HashMap;
+
+    use berth_oci::{ClientConfig, RegistryClient};
+
+    let mut credentials = HashMap::new();
+    let chosen = match creds {
+        Some(c) => Some(berth_oci::Credentials::Basic {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        }),
+        None => stored_credentials(&dest.registry),
+    };
+    if let Some(c) = chosen {
+        credentials.insert(dest.registry.clone(), c);
+    }
+    let client = RegistryClient::new(ClientConfig {
+        credentials,
+        insecure_registries: if insecure {
+            vec![dest.registry.clone()]
+        } else {
+            Vec::new()
+        },
+        ..ClientConfig::default()
+    })
+    .with_context(|| format!("setting up a client for {}", dest.registry))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        for d in std::iter::once(&img.manifest.config).chain(img.manifest.layers.iter()) {
+            client
+                .push_blob(dest, &d.digest, &layout.blob_path(&d.digest), None)
+                .await
+                .with_context(|| format!("pushing blob {} to {dest}", d.digest))?;
+        }
+        let bytes = layout
+            .read_blob(&img.manifest_desc.digest)
+            .with_context(|| format!("reading manifest {}", img.manifest_desc.digest))?;
+        client
+            .put_manifest(dest, &img.manifest_desc.media_type, bytes)
+            .await
+            .with_context(|| format!("pushing the manifest to {dest}"))
+    })
 }
 
 #[cfg(test)]

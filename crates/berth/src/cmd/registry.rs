@@ -47,7 +47,7 @@ pub fn password(c: &Common) -> anyhow::Result<()> {
 }
 
 /// The auth files skopeo/podman and docker read.
-fn auth_files() -> Vec<PathBuf> {
+pub(crate) fn auth_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(p) = std::env::var("REGISTRY_AUTH_FILE") {
         out.push(PathBuf::from(p));
