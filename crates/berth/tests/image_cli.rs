@@ -315,6 +315,42 @@ fn pushes_to_berths_registry_and_skopeo_pulls_the_same_digest() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(pulled.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+
+    // skopeo pushes the berth-built image (exported as an OCI layout), and an
+    // OCI layout skopeo wrote itself; both arrive with the same digest.
+    let exported = tmp.path().join("exported");
+    ok(
+        &store,
+        &[
+            "export",
+            "web:v1",
+            exported.to_str().unwrap(),
+            "--ref",
+            "v1",
+        ],
+    );
+    let skopeo_made = tmp.path().join("skopeo-made");
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:v1", exported.display()),
+        &format!("oci:{}:v1", skopeo_made.display()),
+    ]);
+    for (layout, repo) in [
+        (&exported, "team/by-skopeo"),
+        (&skopeo_made, "team/skopeo-layout"),
+    ] {
+        let dest = format!("docker://{registry}/{repo}:v1");
+        skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v1", layout.display()),
+            &dest,
+        ]);
+        let inspected = skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, &dest]);
+        assert_eq!(inspected["Digest"], digest.as_str(), "{repo}");
+    }
 }
 
 #[test]
