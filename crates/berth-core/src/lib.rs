@@ -10,11 +10,13 @@
 //! Start reading at [`taskdef::validate`]: it is where a user's JSON becomes
 //! a task definition Berth agrees to run.
 
+pub mod agent;
 pub mod arn;
 pub mod cluster;
 pub mod error;
 pub mod resources;
 pub mod tags;
+pub mod task;
 pub mod taskdef;
 pub mod time;
 
