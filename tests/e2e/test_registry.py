@@ -481,10 +481,21 @@ def test_range_get(reg):
     r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": f"bytes={len(data) - 5}-"})
     assert r.status == 206 and r.body == data[-5:], r
     assert r.headers["content-range"] == f"bytes {len(data) - 5}-{len(data) - 1}/{len(data)}"
-    for bad in (f"bytes={len(data)}-{len(data) + 10}", "bytes=5-2"):
+    # RFC 7233: the end is clamped to the blob, and suffix ranges work.
+    r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": f"bytes={len(data) - 3}-{len(data) + 100}"})
+    assert r.status == 206 and r.body == data[-3:], r
+    r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": "bytes=-7"})
+    assert r.status == 206 and r.body == data[-7:], r
+    assert r.headers["content-range"] == f"bytes {len(data) - 7}-{len(data) - 1}/{len(data)}"
+    # A start past the end cannot be satisfied.
+    for bad in (f"bytes={len(data)}-{len(data) + 10}", f"bytes={len(data)}-"):
         r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": bad})
         assert r.status == 416, (bad, r)
         assert r.headers.get("content-range") == f"bytes */{len(data)}", (bad, r.headers)
+    # Syntactically invalid or multiple ranges may be ignored (RFC 7233 3.1): the whole blob.
+    for ignored in ("bytes=5-2", "bytes=0-1,4-5"):
+        r = reg.req("GET", f"/v2/{repo}/blobs/{d}", headers={"Range": ignored})
+        assert r.status == 200 and r.body == data, (ignored, r)
     r = reg.req("GET", f"/v2/{repo}/blobs/{d}")
     assert r.status == 200 and r.body == data and r.headers.get("accept-ranges") == "bytes", r.headers
 
@@ -1049,3 +1060,41 @@ def test_kill9_while_streaming_large_bodies(private_berth):
         assert r.status == 201, f"resuming {loc} at {have} bytes: {r}"
     g = reg.req("GET", f"/v2/{repo}/blobs/{full}")
     assert g.status == 200 and g.body == data
+
+
+def test_repositories_named_like_route_keywords_and_nested(reg):
+    """Names are decided by the path's tail; nested names keep their own tags."""
+    data = os.urandom(1000)
+    for repo in ("kw/manifests/yy", "kw/blobs/uploads"):
+        d = reg.push_blob(repo, data)
+        r = reg.req("GET", f"/v2/{repo}/blobs/{d}")
+        assert r.status == 200 and r.body == data, (repo, r)
+    parent = f"nest/{unique('p')}"
+    child = f"{parent}/child"
+    for repo in (parent, child):
+        reg.push_blob(repo, data)
+    # A manifest referencing the blob, under a tag in each repository.
+    cfg = b"{}"
+    for repo in (parent, child):
+        reg.push_blob(repo, cfg)
+    import hashlib, json as _json
+    def dg(b):
+        return "sha256:" + hashlib.sha256(b).hexdigest()
+    manifest = _json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": dg(cfg), "size": len(cfg)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": dg(data), "size": len(data)}],
+    }).encode()
+    ct = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    assert reg.req("PUT", f"/v2/{parent}/manifests/v1", body=manifest, headers=ct).status == 201
+    assert reg.req("PUT", f"/v2/{child}/manifests/v1", body=manifest, headers=ct).status == 201
+    assert reg.req("PUT", f"/v2/{child}/manifests/onlychild", body=manifest, headers=ct).status == 201
+    tags = _json.loads(reg.req("GET", f"/v2/{parent}/tags/list").body)["tags"]
+    assert tags == ["v1"], tags
+    # Deleting the parent's manifest leaves the child's tags alone.
+    assert reg.req("DELETE", f"/v2/{parent}/manifests/{dg(manifest)}").status == 202
+    assert reg.req("GET", f"/v2/{child}/manifests/onlychild").status == 200
+    # A descriptor size that contradicts the blob is refused.
+    lying = manifest.replace(f'"size": {len(data)}'.encode(), f'"size": {len(data) + 1}'.encode())
+    assert_dist_error(reg.req("PUT", f"/v2/{child}/manifests/lie", body=lying, headers=ct), 400, "MANIFEST_INVALID", "size lie")

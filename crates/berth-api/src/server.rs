@@ -117,6 +117,14 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
             )
         }
     };
+    if !verified.signed_headers.iter().any(|h| h == "x-amz-target") {
+        return auth_error(
+            &AuthError::Incomplete(
+                "the signature must cover the X-Amz-Target header (add it to SignedHeaders)".into(),
+            ),
+            &request_id,
+        );
+    }
     if verified.service != expected_service {
         return auth_error(
             &AuthError::WrongScope(format!(

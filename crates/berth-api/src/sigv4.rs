@@ -108,6 +108,8 @@ pub struct Verified {
     pub region: String,
     /// The service named in the credential scope.
     pub service: String,
+    /// The headers the signature covers, lowercase.
+    pub signed_headers: Vec<String>,
 }
 
 /// Why authentication failed.
@@ -298,6 +300,7 @@ pub fn verify(
         access_key_id: auth.access_key_id,
         region: auth.region,
         service: auth.service,
+        signed_headers: auth.signed_headers.clone(),
     })
 }
 
@@ -1200,7 +1203,8 @@ mod tests {
             Ok(Verified {
                 access_key_id: AKID.into(),
                 region: REGION.into(),
-                service: SERVICE.into()
+                service: SERVICE.into(),
+                signed_headers: signed_headers.split(';').map(str::to_string).collect(),
             }),
             "{method} {path} {query:?}"
         );

@@ -208,7 +208,11 @@ struct Meta {
 
 impl Meta {
     fn times(&self) -> FileTimes {
-        let t = UNIX_EPOCH + Duration::from_secs(self.mtime);
+        // A crafted header may carry any 64-bit mtime: clamp instead of
+        // overflowing the SystemTime addition.
+        let t = UNIX_EPOCH
+            .checked_add(Duration::from_secs(self.mtime))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)));
         FileTimes::new().set_accessed(t).set_modified(t)
     }
 
@@ -931,6 +935,21 @@ mod tests {
             b.append(&h, data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn absurd_mtimes_do_not_panic() {
+        let sb = sandbox();
+        let mut h = raw_header("f", EntryType::Regular, 1, 0o644, "");
+        // Base-256 encoded: the largest mtime a GNU header can carry.
+        h.as_gnu_mut().unwrap().mtime = [0xff; 12];
+        h.as_gnu_mut().unwrap().mtime[0] = 0x80;
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b"x"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack(&tar, &sb.target, WhiteoutMode::Apply).unwrap();
+        assert_eq!(fs::read(sb.target.join("f")).unwrap(), b"x");
     }
 
     fn unpack(tar: &[u8], target: &Path, mode: WhiteoutMode) -> Result<UnpackStats, UnpackError> {

@@ -174,6 +174,7 @@ impl From<berth_control::EcrError> for DistError {
                 let d = digest.to_string();
                 Self::manifest_blob_unknown(e.to_string()).with_detail(json!({"digest": d}))
             }
+            E::ManifestInvalid(_) => Self::manifest_invalid(e.to_string()),
             E::RepositoryAlreadyExists(_) | E::RepositoryNotEmpty(_) => Self::denied(e.to_string()),
             E::Store(_) | E::Corrupt(_) => Self::unknown(e.to_string()),
         }

@@ -361,18 +361,57 @@ async fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Result<
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-/// Parses `Range: bytes=START-END` (END optional).
-fn parse_range(h: &HeaderMap, size: u64) -> Option<(u64, u64)> {
-    let v = h.get(http::header::RANGE)?.to_str().ok()?;
-    let spec = v.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let start: u64 = a.parse().ok()?;
-    let end: u64 = if b.is_empty() {
-        size.checked_sub(1)?
-    } else {
-        b.parse().ok()?
+/// What a `Range` header asks of a blob of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// No usable single range: serve the whole blob (200).
+    Whole,
+    /// Serve `start..=end` (206).
+    Part(u64, u64),
+    /// The range lies outside the blob (416).
+    Unsatisfiable,
+}
+
+/// Parses `Range` per RFC 7233: `bytes=A-B` (B clamped to the end),
+/// `bytes=A-`, and suffix `bytes=-N`. Multiple ranges are answered with the
+/// whole blob, which the RFC allows.
+fn parse_range(h: &HeaderMap, size: u64) -> RangeAsk {
+    let Some(v) = h.get(http::header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeAsk::Whole;
     };
-    (start <= end && end < size).then_some((start, end))
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // Suffix: the last N bytes.
+        return match b.parse::<u64>() {
+            Ok(0) | Err(_) => RangeAsk::Unsatisfiable,
+            Ok(_) if size == 0 => RangeAsk::Unsatisfiable,
+            Ok(n) => RangeAsk::Part(size.saturating_sub(n), size - 1),
+        };
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeAsk::Whole;
+    };
+    if start >= size {
+        return RangeAsk::Unsatisfiable;
+    }
+    let end = if b.is_empty() {
+        size - 1
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => e.min(size - 1),
+            _ => return RangeAsk::Whole,
+        }
+    };
+    RangeAsk::Part(start, end)
 }
 
 async fn get_blob(
@@ -400,19 +439,18 @@ async fn get_blob(
         .metadata()
         .map_err(|e| DistError::unknown(e.to_string()))?
         .len();
-    let range = parse_range(headers, size);
-    if headers.contains_key(http::header::RANGE) && range.is_none() {
-        let mut r = DistError::blob_unknown(format!(
-            "the requested range is not within the blob's {size} bytes"
-        ))
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-        .into_response();
-        header(&mut r, "Content-Range", &format!("bytes */{size}"));
-        return Ok(r);
-    }
-    let (start, len, status) = match range {
-        Some((s, e)) => (s, e - s + 1, StatusCode::PARTIAL_CONTENT),
-        None => (0, size, StatusCode::OK),
+    let (start, len, status) = match parse_range(headers, size) {
+        RangeAsk::Whole => (0, size, StatusCode::OK),
+        RangeAsk::Part(s, e) => (s, e - s + 1, StatusCode::PARTIAL_CONTENT),
+        RangeAsk::Unsatisfiable => {
+            let mut r = DistError::blob_unknown(format!(
+                "the requested range is not within the blob's {size} bytes"
+            ))
+            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .into_response();
+            header(&mut r, "Content-Range", &format!("bytes */{size}"));
+            return Ok(r);
+        }
     };
     let body = if head {
         Body::empty()
@@ -538,12 +576,22 @@ async fn start_upload(reg: &Registry, name: &str, req: Request) -> Result<Respon
         }
         // Not mountable: fall through to a normal upload, as the spec says.
     }
+    let monolithic = match q.get("digest") {
+        Some(digest) => Some(parse_digest(digest)?),
+        None => None,
+    };
     let store = reg.blobs.clone();
     let id = blocking(move || Ok(store.start_upload()?)).await?;
     reg.ecr.record_upload(&id, name).await?;
-    if let Some(digest) = q.get("digest") {
-        let d = parse_digest(digest)?;
-        append_body(reg, &id, req.into_body(), None).await?;
+    if let Some(d) = monolithic {
+        if let Err(e) = append_body(reg, &id, req.into_body(), None).await {
+            // A monolithic upload has no session the client knows of.
+            let store = reg.blobs.clone();
+            let id2 = id.clone();
+            let _ = blocking(move || Ok(store.cancel_upload(&id2)?)).await;
+            reg.ecr.forget_upload(&id).await?;
+            return Err(e);
+        }
         return complete(reg, name, &id, &d).await;
     }
     Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
@@ -574,7 +622,11 @@ async fn complete(reg: &Registry, name: &str, id: &str, d: &Digest) -> Result<Re
     let store = reg.blobs.clone();
     let (id2, d2) = (id.to_string(), d.clone());
     let result = blocking(move || Ok(store.finish_upload(&id2, &d2)?)).await;
-    reg.ecr.forget_upload(id).await?;
+    // The store removes the session on success and on a digest mismatch; on
+    // any other failure it stays, so the client may retry the PUT.
+    if result.is_ok() || result.as_ref().is_err_and(|e| e.code == "DIGEST_INVALID") {
+        reg.ecr.forget_upload(id).await?;
+    }
     let size = result?;
     reg.ecr.link_blob(name, d, size).await?;
     Ok(blob_created(name, d))
@@ -614,9 +666,62 @@ async fn cancel_upload(reg: &Registry, name: &str, id: &str) -> Result<Response>
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
+/// Cancels upload sessions started more than `max_age` ago (abandoned
+/// pushes); returns how many were removed. Run periodically by the server.
+pub async fn expire_uploads(reg: &Registry, max_age: std::time::Duration) -> Result<usize> {
+    let store = reg.blobs.clone();
+    let stale: Vec<String> = blocking(move || {
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for id in store.uploads()? {
+            let started = store.upload_started_at(&id)?;
+            if now.duration_since(started).is_ok_and(|age| age > max_age) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    for id in &stale {
+        let store = reg.blobs.clone();
+        let id2 = id.clone();
+        blocking(move || Ok(store.cancel_upload(&id2)?)).await?;
+        reg.ecr.forget_upload(id).await?;
+    }
+    Ok(stale.len())
+}
+
 /// Reads a whole small blob (tests and tools).
 pub fn read_all(mut f: std::fs::File) -> std::io::Result<Vec<u8>> {
     let mut v = Vec::new();
     f.read_to_end(&mut v)?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn ask(v: &str, size: u64) -> RangeAsk {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::RANGE, HeaderValue::from_str(v).unwrap());
+        parse_range(&h, size)
+    }
+
+    #[test]
+    fn ranges_follow_rfc_7233() {
+        assert_eq!(ask("bytes=2-100", 6), RangeAsk::Part(2, 5));
+        assert_eq!(ask("bytes=2-", 6), RangeAsk::Part(2, 5));
+        assert_eq!(ask("bytes=-2", 6), RangeAsk::Part(4, 5));
+        assert_eq!(ask("bytes=-10", 6), RangeAsk::Part(0, 5));
+        assert_eq!(ask("bytes=0-0", 6), RangeAsk::Part(0, 0));
+        assert_eq!(ask("bytes=6-", 6), RangeAsk::Unsatisfiable);
+        assert_eq!(ask("bytes=0-1,3-4", 6), RangeAsk::Whole);
+        assert_eq!(ask("items=0-1", 6), RangeAsk::Whole);
+        assert_eq!(ask("bytes=4-2", 6), RangeAsk::Whole);
+        assert_eq!(
+            ask(&format!("bytes=0-{}", u64::MAX), 6),
+            RangeAsk::Part(0, 5)
+        );
+    }
 }

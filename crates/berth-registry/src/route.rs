@@ -22,8 +22,16 @@ pub enum Route {
 }
 
 /// Parses a request path; `None` if it is not a distribution API path.
+///
+/// The endpoint is decided by the *tail* of the path (`manifests/REF`,
+/// `blobs/DIGEST`, `blobs/uploads/[ID]`, `tags/list`): references, digests
+/// and upload ids never contain `/`, so a repository may itself be named
+/// `x/manifests/y` or `q/blobs/uploads` without confusing the router.
 pub fn parse(path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/v2")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     if rest.is_empty() {
         return Some(Route::Base);
@@ -31,23 +39,27 @@ pub fn parse(path: &str) -> Option<Route> {
     if rest == "_catalog" {
         return Some(Route::Catalog);
     }
-    if let Some(name) = rest.strip_suffix("/tags/list") {
-        return Some(Route::Tags(name.to_string()));
+    let segs: Vec<&str> = rest.split('/').collect();
+    let n = segs.len();
+    let name = |k: usize| -> Option<String> { (n > k).then(|| segs[..n - k].join("/")) };
+    // blobs/uploads/ (trailing slash) and blobs/uploads
+    if n >= 3 && segs[n - 1].is_empty() && segs[n - 2] == "uploads" && segs[n - 3] == "blobs" {
+        return name(3).map(Route::UploadStart);
     }
-    if let Some(name) = rest
-        .strip_suffix("/blobs/uploads/")
-        .or_else(|| rest.strip_suffix("/blobs/uploads"))
-    {
-        return Some(Route::UploadStart(name.to_string()));
+    if n >= 3 && segs[n - 2] == "uploads" && segs[n - 3] == "blobs" {
+        return name(3).map(|nm| Route::Upload(nm, segs[n - 1].to_string()));
     }
-    if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/") {
-        return Some(Route::Upload(name.to_string(), id.to_string()));
+    if n >= 2 && segs[n - 1] == "list" && segs[n - 2] == "tags" {
+        return name(2).map(Route::Tags);
     }
-    if let Some((name, r)) = rest.rsplit_once("/manifests/") {
-        return Some(Route::Manifest(name.to_string(), r.to_string()));
+    if n >= 2 && segs[n - 2] == "manifests" {
+        return name(2).map(|nm| Route::Manifest(nm, segs[n - 1].to_string()));
     }
-    if let Some((name, d)) = rest.rsplit_once("/blobs/") {
-        return Some(Route::Blob(name.to_string(), d.to_string()));
+    if n >= 2 && segs[n - 1] == "uploads" && segs[n - 2] == "blobs" {
+        return name(2).map(Route::UploadStart);
+    }
+    if n >= 2 && segs[n - 2] == "blobs" {
+        return name(2).map(|nm| Route::Blob(nm, segs[n - 1].to_string()));
     }
     None
 }
@@ -88,6 +100,24 @@ mod tests {
             parse("/v2/manifests/manifests/x"),
             Some(Route::Manifest("manifests".into(), "x".into()))
         );
+        assert_eq!(
+            parse("/v2/xx/manifests/yy/blobs/sha256:d"),
+            Some(Route::Blob("xx/manifests/yy".into(), "sha256:d".into()))
+        );
+        assert_eq!(
+            parse("/v2/q/blobs/uploads/manifests/v1"),
+            Some(Route::Manifest("q/blobs/uploads".into(), "v1".into()))
+        );
+        assert_eq!(
+            parse("/v2/q/blobs/uploads/blobs/uploads/"),
+            Some(Route::UploadStart("q/blobs/uploads".into()))
+        );
+        assert_eq!(
+            parse("/v2/a/b/blobs/uploads"),
+            Some(Route::UploadStart("a/b".into()))
+        );
+        assert_eq!(parse("/v2/manifests/v1"), None);
         assert_eq!(parse("/other"), None);
+        assert_eq!(parse("/v2x/a/manifests/v1"), None);
     }
 }

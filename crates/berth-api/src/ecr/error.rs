@@ -19,6 +19,7 @@ pub fn wire(e: &EcrError) -> (StatusCode, &'static str) {
         EcrError::ImageNotFound(_) => (bad, "ImageNotFoundException"),
         EcrError::ImageTagAlreadyExists { .. } => (bad, "ImageTagAlreadyExistsException"),
         EcrError::ManifestBlobUnknown { .. } => (bad, "LayersNotFoundException"),
+        EcrError::ManifestInvalid(_) => (bad, "InvalidParameterException"),
         EcrError::Store(_) | EcrError::Corrupt(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "ServerException")
         }

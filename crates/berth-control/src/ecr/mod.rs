@@ -29,23 +29,25 @@ const REPOS: &str = "/ecr/repos/";
 fn repo_key(name: &str) -> String {
     format!("{REPOS}{name}")
 }
+// A repository's keys end its name with ':', a character repository names
+// cannot contain, so the prefix of `aa` is never a prefix of `aa/bb`'s keys.
 fn image_prefix(repo: &str) -> String {
-    format!("/ecr/images/{repo}/")
+    format!("/ecr/images/{repo}:")
 }
 fn image_key(repo: &str, digest: &Digest) -> String {
-    format!("/ecr/images/{repo}/{digest}")
+    format!("/ecr/images/{repo}:{digest}")
 }
 fn tag_prefix(repo: &str) -> String {
-    format!("/ecr/tags/{repo}/")
+    format!("/ecr/tags/{repo}:")
 }
 fn tag_key(repo: &str, tag: &str) -> String {
-    format!("/ecr/tags/{repo}/{tag}")
+    format!("/ecr/tags/{repo}:{tag}")
 }
 fn blob_prefix(repo: &str) -> String {
-    format!("/ecr/blobs/{repo}/")
+    format!("/ecr/blobs/{repo}:")
 }
 fn blob_key(repo: &str, digest: &Digest) -> String {
-    format!("/ecr/blobs/{repo}/{digest}")
+    format!("/ecr/blobs/{repo}:{digest}")
 }
 
 /// A registry failure, before it becomes a wire error.
@@ -85,6 +87,9 @@ pub enum EcrError {
     /// the state store failed
     #[error(transparent)]
     Store(#[from] berth_store::StoreError),
+    /// the manifest contradicts what the repository holds
+    #[error("manifest is not valid: {0}")]
+    ManifestInvalid(String),
     /// a stored record could not be decoded
     #[error("stored record {0} is not valid")]
     Corrupt(String),
@@ -409,6 +414,11 @@ impl Ecr {
                 txn = txn.then(Op::Delete(kv.key));
             }
         }
+        for kv in self.store.list("/ecr/uploads/").await?.items {
+            if kv.value == name.as_bytes() {
+                txn = txn.then(Op::Delete(kv.key));
+            }
+        }
         self.store.txn(txn).await?;
         Ok(repo)
     }
@@ -456,13 +466,18 @@ impl Ecr {
         }
         let mut size = m.bytes.len() as u64;
         for (d, s) in &m.blobs {
-            if self.blob_size(repo, d).await?.is_none() {
+            let Some(held) = self.blob_size(repo, d).await? else {
                 return Err(EcrError::ManifestBlobUnknown {
                     repo: repo.to_string(),
                     digest: d.clone(),
                 });
+            };
+            if held != *s {
+                return Err(EcrError::ManifestInvalid(format!(
+                    "the manifest gives blob {d} a size of {s} bytes, but the blob holds {held}"
+                )));
             }
-            size += s;
+            size = size.saturating_add(*s);
         }
         for d in &m.manifests {
             if self.store.get(&image_key(repo, d)).await?.is_none() {
@@ -539,6 +554,7 @@ impl Ecr {
     ) -> Result<Option<ImageRecord>, EcrError> {
         let digest = match reference.parse::<Digest>() {
             Ok(d) => d,
+            Err(_) if validate_tag(reference).is_err() => return Ok(None),
             Err(_) => match self.store.get(&tag_key(repo, reference)).await? {
                 Some(kv) => match String::from_utf8(kv.value)
                     .ok()

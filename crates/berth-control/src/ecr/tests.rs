@@ -62,8 +62,8 @@ async fn immutable_tags_cannot_move() {
         .unwrap();
     let a = Digest::of(b"a");
     let b = Digest::of(b"b");
-    e.link_blob("imm", &a, 1).await.unwrap();
-    e.link_blob("imm", &b, 1).await.unwrap();
+    e.link_blob("imm", &a, 10).await.unwrap();
+    e.link_blob("imm", &b, 10).await.unwrap();
     e.put_manifest("imm", Some("v1"), manifest(&a), Timestamp(0))
         .await
         .unwrap();
@@ -82,7 +82,7 @@ async fn immutable_tags_cannot_move() {
 async fn deleting_the_last_tag_deletes_the_image() {
     let e = ecr();
     let a = Digest::of(b"a");
-    e.link_blob("r1", &a, 1).await.unwrap();
+    e.link_blob("r1", &a, 10).await.unwrap();
     let rec = e
         .put_manifest("r1", Some("x"), manifest(&a), Timestamp(0))
         .await
@@ -113,7 +113,7 @@ async fn deleting_the_last_tag_deletes_the_image() {
 async fn non_empty_repositories_need_force() {
     let e = ecr();
     let a = Digest::of(b"a");
-    e.link_blob("r2", &a, 1).await.unwrap();
+    e.link_blob("r2", &a, 10).await.unwrap();
     e.put_manifest("r2", Some("x"), manifest(&a), Timestamp(0))
         .await
         .unwrap();
@@ -124,4 +124,46 @@ async fn non_empty_repositories_need_force() {
     e.delete_repository(None, "r2", true).await.unwrap();
     assert!(e.get_repository("r2").await.unwrap().is_none());
     assert!(e.blob_size("r2", &a).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn nested_repositories_do_not_share_keys() {
+    let e = ecr();
+    let a = Digest::of(b"a");
+    for repo in ["aa", "aa/bb"] {
+        e.link_blob(repo, &a, 10).await.unwrap();
+    }
+    let img = e
+        .put_manifest("aa", Some("v1"), manifest(&a), Timestamp(0))
+        .await
+        .unwrap();
+    e.put_manifest("aa/bb", Some("v1"), manifest(&a), Timestamp(0))
+        .await
+        .unwrap();
+    e.put_manifest("aa/bb", Some("onlyb"), manifest(&a), Timestamp(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.tags("aa").await.unwrap().keys().collect::<Vec<_>>(),
+        ["v1"]
+    );
+    assert_eq!(e.images("aa").await.unwrap().len(), 1);
+    assert!(e.get_image("aa", "bb/v1").await.unwrap().is_none());
+    assert!(e.delete_image("aa", &img.digest).await.unwrap());
+    assert!(e.get_image("aa/bb", "v1").await.unwrap().is_some());
+    e.delete_repository(None, "aa", true).await.unwrap();
+    assert_eq!(e.tags("aa/bb").await.unwrap().len(), 2);
+    assert!(e.blob_size("aa/bb", &a).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn manifest_sizes_must_match_the_blobs() {
+    let e = ecr();
+    let a = Digest::of(b"a");
+    e.link_blob("r3", &a, 11).await.unwrap();
+    let err = e
+        .put_manifest("r3", Some("x"), manifest(&a), Timestamp(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EcrError::ManifestInvalid(_)), "{err}");
 }

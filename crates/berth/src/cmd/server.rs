@@ -108,6 +108,24 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         "berth is serving the ECS API; run `eval \"$(berth env --data-dir {})\"` to point the AWS CLI at it",
         c.data_dir.display()
     );
+    // Abandoned upload sessions (a push that never finished) are expired.
+    let janitor_registry = registry.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match berth_registry::handlers::expire_uploads(
+                &janitor_registry,
+                std::time::Duration::from_secs(24 * 3600),
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "expired abandoned registry uploads"),
+                Err(e) => tracing::warn!(error = %e, "expiring registry uploads failed"),
+            }
+        }
+    });
     let app = router(state).merge(berth_registry::router(registry));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
