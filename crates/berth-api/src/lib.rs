@@ -22,7 +22,9 @@ pub mod ecr;
 pub mod ecs;
 pub mod json11;
 pub mod server;
-pub mod sigv4;
+
+/// AWS Signature Version 4 (re-exported from `berth-sigv4`).
+pub use berth_sigv4 as sigv4;
 
 pub use auth::{AccessKey, KeyRing, TokenAuthority};
 pub use server::{router, ApiState};
