@@ -1,6 +1,7 @@
 //! `berth`: the one binary. It only parses flags and wires the library
 //! crates together; each subcommand lives in its own file under `cmd/`.
 
+mod apiclient;
 mod cmd;
 mod datadir;
 
@@ -50,8 +51,80 @@ enum Command {
     Registry(RegistryCommand),
     /// Build and manage OCI images without Docker.
     Image(cmd::image::ImageArgs),
+    /// Run IMAGE as a task, stream its output, exit with its exit code.
+    Run(RunArgs),
+    /// List tasks.
+    Ps(PsArgs),
+    /// Stop a task.
+    Stop(StopArgs),
+    /// Show a task's output.
+    Logs(LogsArgs),
     /// Print the version.
     Version,
+}
+
+/// `berth run`.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Task CPU units (or "0.25 vCPU").
+    #[arg(long, default_value = "256")]
+    cpu: String,
+    /// Task memory MiB (or "0.5 GB").
+    #[arg(long, default_value = "512")]
+    memory: String,
+    /// The cluster.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// The image to run.
+    image: String,
+    /// The command (after `--`).
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// `berth ps`.
+#[derive(Args)]
+struct PsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The cluster.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Include stopped tasks.
+    #[arg(long, short)]
+    all: bool,
+}
+
+/// `berth stop`.
+#[derive(Args)]
+struct StopArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The cluster.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Why (shown as stoppedReason).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Task id or ARN.
+    task: String,
+}
+
+/// `berth logs`.
+#[derive(Args)]
+struct LogsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Keep streaming until the task stops.
+    #[arg(long, short)]
+    follow: bool,
+    /// Only this container.
+    #[arg(long)]
+    container: Option<String>,
+    /// Task id or ARN.
+    task: String,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +144,15 @@ fn main() -> std::process::ExitCode {
         Command::Registry(RegistryCommand::Login(c)) => cmd::registry::login(&c),
         Command::Registry(RegistryCommand::Password(c)) => cmd::registry::password(&c),
         Command::Image(a) => cmd::image::run(a),
+        Command::Run(a) => match cmd::tasks::run(
+            &a.common, &a.cpu, &a.memory, &a.cluster, &a.image, &a.command,
+        ) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
+        Command::Ps(a) => cmd::tasks::ps(&a.common, &a.cluster, a.all),
+        Command::Stop(a) => cmd::tasks::stop(&a.common, &a.cluster, &a.task, a.reason.as_deref()),
+        Command::Logs(a) => cmd::tasks::logs(&a.common, &a.task, a.follow, a.container.as_deref()),
         Command::Version => cmd::version::run(),
     };
     match result {

@@ -4,4 +4,5 @@ pub mod env;
 pub mod image;
 pub mod registry;
 pub mod server;
+pub mod tasks;
 pub mod version;

@@ -1,0 +1,152 @@
+//! A small SigV4-signing client of Berth's own APIs, for the human commands
+//! (`berth run`, `ps`, `stop`, `logs`). It speaks exactly what the AWS CLI
+//! speaks, with the admin key from the data directory.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use http::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use crate::datadir::DataDir;
+use crate::Common;
+
+/// A signed client of one Berth.
+pub struct ApiClient {
+    endpoint: String,
+    host: String,
+    key: String,
+    secret: String,
+    region: String,
+    http: reqwest::Client,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl ApiClient {
+    /// A client for the Berth whose data dir is given in `c`.
+    pub fn from_common(c: &Common) -> anyhow::Result<Self> {
+        let dd = DataDir::open_existing(&c.data_dir)?;
+        let endpoint = match c.listen {
+            Some(a) => format!("http://{a}"),
+            None => dd.endpoint(),
+        };
+        let key = dd.admin_key()?;
+        let host = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            endpoint,
+            host,
+            key: key.access_key_id,
+            secret: key.secret_access_key,
+            region: dd.config.region.clone(),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+        service: &str,
+        target: Option<&str>,
+    ) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&self.host) {
+            h.insert(http::header::HOST, v);
+        }
+        if let Some(t) = target {
+            if let Ok(v) = HeaderValue::from_str(t) {
+                h.insert("x-amz-target", v);
+            }
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+        }
+        berth_sigv4::sign(
+            method,
+            path,
+            query,
+            &mut h,
+            body,
+            &self.key,
+            &self.secret,
+            &self.region,
+            service,
+            now_secs(),
+        );
+        h.remove(http::header::HOST);
+        h
+    }
+
+    /// Calls an ECS operation; `Err` carries the AWS error type and message.
+    pub async fn ecs(&self, operation: &str, body: Value) -> anyhow::Result<Value> {
+        let bytes = serde_json::to_vec(&body)?;
+        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
+        let headers = self.signed("POST", "/", None, &bytes, "ecs", Some(&target));
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .headers(headers)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach Berth at {} (is `berth up` running?)",
+                    self.endpoint
+                )
+            })?;
+        let status = resp.status();
+        let v: Value =
+            serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "{operation} failed: {}: {}",
+                v["__type"].as_str().unwrap_or("error"),
+                v["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(v)
+    }
+
+    /// Opens the log stream of a task (`GET /berth/v1/tasks/{id}/logs`).
+    pub async fn logs(
+        &self,
+        task_id: &str,
+        container: Option<&str>,
+        follow: bool,
+    ) -> anyhow::Result<reqwest::Response> {
+        let path = format!("/berth/v1/tasks/{task_id}/logs");
+        let mut q = vec![format!("follow={follow}")];
+        if let Some(c) = container {
+            q.push(format!("container={c}"));
+        }
+        q.sort();
+        let query = q.join("&");
+        let headers = self.signed("GET", &path, Some(&query), b"", "ecs", None);
+        let resp = self
+            .http
+            .get(format!("{}{path}?{query}", self.endpoint))
+            .headers(headers)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Berth at {}", self.endpoint))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            bail!("reading logs of task {task_id} failed: {status}: {text}");
+        }
+        Ok(resp)
+    }
+}
