@@ -288,10 +288,16 @@ pub fn capabilities(container: &str, def: &ContainerDefinition) -> Result<Vec<St
     Ok(caps)
 }
 
-/// The rlimits: Fargate's nofile default, overridden by `ulimits`.
-pub fn rlimits(container: &str, def: &ContainerDefinition) -> Result<Vec<Value>, SpecError> {
-    let mut out: Vec<(String, u64, u64)> =
-        vec![("RLIMIT_NOFILE".into(), DEFAULT_NOFILE, DEFAULT_NOFILE)];
+/// The rlimits: Fargate's nofile default (at most `host_nofile`, the
+/// hard limit the runtime itself has: raising it needs CAP_SYS_RESOURCE),
+/// overridden by `ulimits`.
+pub fn rlimits(
+    container: &str,
+    def: &ContainerDefinition,
+    host_nofile: u64,
+) -> Result<Vec<Value>, SpecError> {
+    let nofile = DEFAULT_NOFILE.min(host_nofile);
+    let mut out: Vec<(String, u64, u64)> = vec![("RLIMIT_NOFILE".into(), nofile, nofile)];
     for u in def.ulimits.iter().flatten() {
         let name = u.name.as_deref().unwrap_or("");
         let ty = match name.to_ascii_lowercase().as_str() {
@@ -382,6 +388,8 @@ pub struct BundleParams<'a> {
     pub etc_resolv: &'a Path,
     /// The resolved user.
     pub user: &'a ResolvedUser,
+    /// The host's hard open-files limit (caps the default nofile).
+    pub host_nofile: u64,
     /// Whether the host accounts swap (`memory.memsw.*` exists): then a
     /// container's memory limit also caps its swap.
     pub swap_accounting: bool,
@@ -398,7 +406,7 @@ pub fn build_config(c: &ContainerSpec, p: &BundleParams<'_>) -> Result<Value, Sp
     let env = process_env(def, &c.image_config, p.hostname);
     let cwd = process_cwd(def, &c.image_config);
     let caps = capabilities(&c.name, def)?;
-    let rlimits = rlimits(&c.name, def)?;
+    let rlimits = rlimits(&c.name, def, p.host_nofile)?;
     // Like Docker: a non-root user keeps the bounding set only.
     let (effective, permitted) = if p.user.uid == 0 {
         (caps.clone(), caps.clone())
@@ -667,7 +675,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let r = rlimits("c", &d).unwrap();
+        let r = rlimits("c", &d, u64::MAX).unwrap();
         assert_eq!(
             r,
             vec![
@@ -676,8 +684,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            rlimits("c", &ContainerDefinition::default()).unwrap(),
+            rlimits("c", &ContainerDefinition::default(), u64::MAX).unwrap(),
             vec![json!({"type": "RLIMIT_NOFILE", "soft": 65535, "hard": 65535})]
+        );
+        assert_eq!(
+            rlimits("c", &ContainerDefinition::default(), 20000).unwrap(),
+            vec![json!({"type": "RLIMIT_NOFILE", "soft": 20000, "hard": 20000})]
         );
         let bad = ContainerDefinition {
             ulimits: Some(vec![Ulimit {
@@ -687,7 +699,7 @@ mod tests {
             }]),
             ..Default::default()
         };
-        assert!(rlimits("c", &bad).is_err());
+        assert!(rlimits("c", &bad, u64::MAX).is_err());
     }
 
     #[test]
@@ -736,6 +748,7 @@ mod tests {
             etc_hostname: Path::new("/t/hostname"),
             etc_resolv: Path::new("/t/resolv.conf"),
             user: &user,
+            host_nofile: u64::MAX,
             swap_accounting: true,
         };
         let cfg = build_config(&c, &p).unwrap();

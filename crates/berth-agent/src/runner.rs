@@ -474,6 +474,9 @@ impl Inner {
             etc_hostname: &hostname,
             etc_resolv: &resolv,
             user: &user,
+            host_nofile: rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .maximum
+                .unwrap_or(u64::MAX),
             swap_accounting: self.cgroups.swap_accounting(sys),
         };
         let config = oci::build_config(c, &params).map_err(|e| e.to_string())?;
