@@ -6,6 +6,8 @@
 //! own cgroup parent and state directory, and removes them. The tests
 //! share the subnet, so they run one at a time (a process-wide lock).
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
