@@ -79,9 +79,7 @@ pub fn setup(
     ip(sys, &["-n", &ns, "link", "set", "lo", "up"])?;
     if !ip_ok(sys, &["-n", &ns, "link", "show", "dev", "eth0"]) {
         // A host side without its peer is a leftover.
-        if ip_ok(sys, &["link", "show", "dev", &veth]) {
-            ip(sys, &["link", "del", "dev", &veth])?;
-        }
+        delete_link(sys, &veth)?;
         ip(
             sys,
             &[
@@ -115,13 +113,9 @@ pub fn setup(
 /// and the host veth if it is still there. Idempotent.
 pub fn teardown(sys: &dyn Sys, task_id: &str) -> Result<(), RunnerError> {
     if sys.exists(&netns_path(task_id)) || list_netns(sys)?.contains(&netns_name(task_id)) {
-        ip(sys, &["netns", "delete", &netns_name(task_id)])?;
+        delete_netns(sys, &netns_name(task_id))?;
     }
-    let veth = veth_name(task_id);
-    if ip_ok(sys, &["link", "show", "dev", &veth]) {
-        ip(sys, &["link", "del", "dev", &veth])?;
-    }
-    Ok(())
+    delete_link(sys, &veth_name(task_id))
 }
 
 /// Every network namespace name (`ip netns list`).
@@ -145,17 +139,24 @@ pub fn list_veths(sys: &dyn Sys) -> Result<Vec<String>, RunnerError> {
         .collect())
 }
 
-/// Deletes a link. Missing is fine.
+/// Deletes a link. Missing is fine (a veth also vanishes, asynchronously,
+/// with its peer's namespace).
 pub fn delete_link(sys: &dyn Sys, name: &str) -> Result<(), RunnerError> {
-    if ip_ok(sys, &["link", "show", "dev", name]) {
-        ip(sys, &["link", "del", "dev", name])?;
+    if !ip_ok(sys, &["link", "show", "dev", name]) {
+        return Ok(());
     }
-    Ok(())
+    match ip(sys, &["link", "del", "dev", name]) {
+        Err(_) if !ip_ok(sys, &["link", "show", "dev", name]) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
-/// Deletes a network namespace by name.
+/// Deletes a network namespace by name. Missing is fine.
 pub fn delete_netns(sys: &dyn Sys, name: &str) -> Result<(), RunnerError> {
-    ip(sys, &["netns", "delete", name]).map(|_| ())
+    match ip(sys, &["netns", "delete", name]) {
+        Err(_) if !list_netns(sys)?.iter().any(|n| n == name) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 #[cfg(test)]

@@ -924,7 +924,20 @@ impl Driver {
                 })?;
                 write_atomic(&finished.join("report.json"), &data)
                     .map_err(|e| RunnerError::io(finished.join("report.json"), e))?;
-                blocking(move || inner.teardown(&id)).await?;
+                // Retried: a kernel object can vanish or linger briefly.
+                let mut attempt = 0;
+                loop {
+                    let (inner, id) = (inner.clone(), id.clone());
+                    match blocking(move || inner.teardown(&id)).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < 3 => {
+                            tracing::warn!(task = %self.spec.task_id, "teardown failed, retrying: {e}");
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 self.machine = done;
             }
         }

@@ -12,7 +12,8 @@
 //! reuse), reads `shim.json` ([`ShimConfig`]), and runs `runc run` in the
 //! foreground as its child with stdout and stderr piped into
 //! `log.jsonl` ([`crate::logs`]). It watches the container's memory cgroup
-//! for OOM through `cgroup.event_control`. When runc exits it writes
+//! for OOM through `cgroup.event_control` (an exit by SIGKILL while the
+//! task cgroup's `memory.failcnt` grew counts too). When runc exits it writes
 //! `exit` ([`ExitRecord`]) atomically and exits.
 
 use std::fs::{self, File, OpenOptions};
@@ -269,6 +270,16 @@ fn run(dir: &Path) -> io::Result<()> {
         });
     }
     drop(done_tx);
+    // The task cgroup's limit hits, for the fallback OOM evidence.
+    let task_failcnt = |cg: &Option<PathBuf>| -> Option<u64> {
+        let parent = cg.as_ref()?.parent()?;
+        fs::read_to_string(parent.join("memory.failcnt"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let failcnt_before = task_failcnt(&cfg.memory_cgroup);
     let exited = Arc::new(AtomicBool::new(false));
     let oom = Arc::new(AtomicBool::new(false));
     if let Some(cg) = cfg.memory_cgroup.clone() {
@@ -297,9 +308,16 @@ fn run(dir: &Path) -> io::Result<()> {
         runc_error(&dir.join(files::RUNC_LOG))
             .unwrap_or_else(|| format!("runc exited with {exit_code} before the container started"))
     });
+    // A SIGKILL while the task's cgroup hit its limit is the OOM killer's
+    // too (in case the eventfd was registered too late to see it).
+    let oom_fallback = exit_code == 137
+        && matches!(
+            (failcnt_before, task_failcnt(&cfg.memory_cgroup)),
+            (Some(a), Some(b)) if b > a
+        );
     let record = ExitRecord {
         exit_code,
-        oom_killed: started && oom.load(Ordering::SeqCst),
+        oom_killed: started && (oom.load(Ordering::SeqCst) || oom_fallback),
         finished_at: now_ms(),
         start_error,
     };

@@ -228,7 +228,13 @@ impl Running {
                         return r;
                     }
                 }
-                Ok(None) => panic!("run_task ended before {what}; reports: {:#?}", self.seen),
+                Ok(None) => {
+                    let result = (&mut self.handle).await;
+                    panic!(
+                        "run_task ended before {what} with {result:?}; reports: {:#?}",
+                        self.seen
+                    )
+                }
                 Err(_) => panic!("timed out waiting for {what}; reports: {:#?}", self.seen),
             }
         }
@@ -379,6 +385,21 @@ async fn out_of_memory_is_reported() {
     );
     assert_eq!(c.exit_code, Some(137));
     assert_eq!(last.stop_code, Some(StopCode::EssentialContainerExited));
+
+    // A container's own hard limit, below the task's.
+    let mut hog = env.container("hog", "x=a; while true; do x=$x$x; done");
+    hog.definition.memory = Some(32);
+    hog.definition.essential = Some(false);
+    let mut spec = env.task(13, vec![hog, env.container("main", "sleep 2; exit 0")]);
+    spec.memory = 512;
+    let (last, _) = env.start(&spec).stopped().await;
+    assert_eq!(
+        last.containers[0].reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage"),
+        "{last:#?}"
+    );
+    assert_eq!(last.containers[1].exit_code, Some(0));
+    assert_eq!(last.containers[1].reason, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
