@@ -38,4 +38,4 @@ pub use berth_core::task::StopCode;
 pub use error::{RunnerError, SpecError};
 pub use runner::{CleanupReport, Runner};
 pub use shim::shim_main;
-pub use spec::{ContainerSpec, RunnerConfig, TaskSpec};
+pub use spec::{apply_override, default_hostname, ContainerSpec, RunnerConfig, TaskSpec};

@@ -1031,3 +1031,78 @@ async fn health_check(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::FakeSys;
+
+    #[test]
+    fn cleanup_removes_only_what_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("agent");
+        let sys = Arc::new(FakeSys::default());
+        for d in [
+            "/usr/sbin/runc",
+            "/bin/shim",
+            "/sys/fs/cgroup/memory/berth/gone/web",
+            "/sys/fs/cgroup/memory/berth/kept/web",
+            "/sys/fs/cgroup/cpu/berth/gone",
+        ] {
+            sys.create_dir_all(Path::new(d)).unwrap();
+        }
+        let tasks = state.join("tasks");
+        let runc_list = serde_json::json!([
+            {"id": "gone-web", "bundle": tasks.join("gone/containers/web")},
+            {"id": "kept-web", "bundle": tasks.join("kept/containers/web")},
+            {"id": "stray-x", "bundle": "/elsewhere"},
+        ]);
+        sys.script("/usr/sbin/runc --root", true, "");
+        sys.outputs.lock().unwrap().insert(
+            0,
+            (
+                format!(
+                    "/usr/sbin/runc --root {} list",
+                    state.join("runc").display()
+                ),
+                crate::sys::CmdOutput {
+                    success: true,
+                    stdout: runc_list.to_string(),
+                    stderr: String::new(),
+                },
+            ),
+        );
+        sys.script(
+            "ip netns list",
+            true,
+            "berth-gone\nberth-kept (id: 3)\nother\n",
+        );
+        sys.script(
+            "ip -o link show type veth",
+            true,
+            "5: bvgone@if2: <UP>\n6: bvkept@if3: <UP>\n",
+        );
+        let runner = Runner::with_sys(RunnerConfig::new(&state, "/bin/shim"), sys.clone()).unwrap();
+        for t in ["gone", "kept"] {
+            std::fs::create_dir_all(tasks.join(t).join("containers/web")).unwrap();
+        }
+        std::fs::create_dir_all(state.join("finished/old")).unwrap();
+        let report = runner.cleanup_except(&["kept".to_string()]).unwrap();
+        assert_eq!(report.runc_containers, vec!["gone-web", "stray-x"]);
+        assert_eq!(report.cgroups, vec!["gone"]);
+        assert_eq!(report.netns, vec!["berth-gone"]);
+        assert_eq!(report.veths, vec!["bvgone"]);
+        assert_eq!(
+            report.task_dirs,
+            vec![tasks.join("gone"), state.join("finished/old")]
+        );
+        assert!(tasks.join("kept").exists());
+        let calls = sys.calls();
+        let joined = calls.join("\n");
+        assert!(joined.contains("delete --force gone-web"));
+        assert!(!joined.contains("kept-web"), "{joined}");
+        assert!(!joined.contains("berth-kept"), "{joined}");
+        assert!(joined.contains("rmdir /sys/fs/cgroup/memory/berth/gone/web"));
+        assert!(!joined.contains("rmdir /sys/fs/cgroup/memory/berth/kept"));
+    }
+}

@@ -370,3 +370,50 @@ fn watch_oom(cg: &Path, exited: &AtomicBool, oom: &AtomicBool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_record_wire_shape() {
+        let r = ExitRecord {
+            exit_code: 137,
+            oom_killed: true,
+            finished_at: 5,
+            start_error: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"exitCode": 137, "oomKilled": true, "finishedAt": 5})
+        );
+        let back: ExitRecord = serde_json::from_str(r#"{"exitCode": 3, "finishedAt": 1}"#).unwrap();
+        assert_eq!(back.exit_code, 3);
+        assert!(!back.oom_killed);
+    }
+
+    #[test]
+    fn liveness_follows_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!shim_alive(dir.path()));
+        let f = File::create(dir.path().join(files::LOCK)).unwrap();
+        assert!(!shim_alive(dir.path()));
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        assert!(shim_alive(dir.path()));
+        drop(f);
+        assert!(!shim_alive(dir.path()));
+    }
+
+    #[test]
+    fn runc_errors_are_read_from_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runc.log");
+        fs::write(
+            &log,
+            "{\"level\":\"warning\",\"msg\":\"meh\"}\n{\"level\":\"error\",\"msg\":\"exec: no such file\"}\n",
+        )
+        .unwrap();
+        assert_eq!(runc_error(&log).as_deref(), Some("exec: no such file"));
+        assert_eq!(runc_error(&dir.path().join("none")), None);
+    }
+}

@@ -4,7 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use berth_core::taskdef::ContainerDefinition;
+use berth_core::agent::ContainerOverride;
+use berth_core::taskdef::{ContainerDefinition, KeyValuePair};
 use berth_oci::manifest::RunConfig;
 use serde::{Deserialize, Serialize};
 
@@ -154,5 +155,131 @@ impl TaskSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// A container definition with RunTask's override applied: `command`
+/// replaces, `environment` adds or replaces by name, `cpu`, `memory` and
+/// `memoryReservation` replace.
+pub fn apply_override(
+    def: &ContainerDefinition,
+    ov: Option<&ContainerOverride>,
+) -> ContainerDefinition {
+    let mut out = def.clone();
+    let Some(ov) = ov else {
+        return out;
+    };
+    if let Some(cmd) = &ov.command {
+        out.command = Some(cmd.clone());
+    }
+    for kv in &ov.environment {
+        let Some(name) = kv.name.as_deref() else {
+            continue;
+        };
+        match out
+            .environment
+            .iter_mut()
+            .find(|e| e.name.as_deref() == Some(name))
+        {
+            Some(e) => e.value = kv.value.clone(),
+            None => out.environment.push(KeyValuePair {
+                name: Some(name.to_string()),
+                value: kv.value.clone(),
+            }),
+        }
+    }
+    if let Some(cpu) = ov.cpu {
+        out.cpu = cpu;
+    }
+    if ov.memory.is_some() {
+        out.memory = ov.memory;
+    }
+    if ov.memory_reservation.is_some() {
+        out.memory_reservation = ov.memory_reservation;
+    }
+    out
+}
+
+/// The hostname a task gets from its address, as on EC2: `ip-10-213-1-5`.
+pub fn default_hostname(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("ip-{}-{}-{}-{}", o[0], o[1], o[2], o[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(n: &str, v: &str) -> KeyValuePair {
+        KeyValuePair {
+            name: Some(n.into()),
+            value: Some(v.into()),
+        }
+    }
+
+    #[test]
+    fn overrides_replace_and_merge() {
+        let def = ContainerDefinition {
+            command: Some(vec!["a".into()]),
+            environment: vec![kv("A", "1"), kv("B", "2")],
+            cpu: 128,
+            memory: Some(256),
+            ..Default::default()
+        };
+        assert_eq!(apply_override(&def, None), def);
+        let ov = ContainerOverride {
+            name: "c".into(),
+            command: Some(vec!["b".into(), "c".into()]),
+            environment: vec![kv("B", "two"), kv("C", "3")],
+            cpu: Some(512),
+            memory: None,
+            memory_reservation: Some(64),
+        };
+        let out = apply_override(&def, Some(&ov));
+        assert_eq!(out.command, Some(vec!["b".into(), "c".into()]));
+        assert_eq!(
+            out.environment,
+            vec![kv("A", "1"), kv("B", "two"), kv("C", "3")]
+        );
+        assert_eq!(
+            (out.cpu, out.memory, out.memory_reservation),
+            (512, Some(256), Some(64))
+        );
+    }
+
+    #[test]
+    fn hostnames_and_validation() {
+        let ip = Ipv4Addr::new(10, 213, 1, 5);
+        assert_eq!(default_hostname(ip), "ip-10-213-1-5");
+        let mut spec = TaskSpec {
+            task_id: "abc".into(),
+            cpu: 256,
+            memory: 512,
+            ip,
+            prefix_len: 24,
+            gateway: Ipv4Addr::new(10, 213, 1, 1),
+            hostname: default_hostname(ip),
+            containers: vec![ContainerSpec {
+                name: "web".into(),
+                image: "i".into(),
+                image_digest: None,
+                layers: vec![PathBuf::from("/l")],
+                image_config: Default::default(),
+                definition: Default::default(),
+            }],
+        };
+        spec.validate().unwrap();
+        spec.task_id = "../etc".into();
+        assert!(spec.validate().unwrap_err().to_string().contains("task id"));
+        spec.task_id = "abc".into();
+        spec.containers.push(spec.containers[0].clone());
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
+        spec.containers.pop();
+        spec.containers[0].layers = vec![PathBuf::from("relative")];
+        assert!(spec.validate().is_err());
     }
 }
