@@ -327,6 +327,7 @@ impl Runner {
             state_file,
             events,
             last_sent: None,
+            last_persisted: None,
             trackers: HashMap::new(),
             checks: JoinSet::new(),
             in_flight: HashSet::new(),
@@ -713,6 +714,7 @@ struct Driver {
     state_file: PathBuf,
     events: mpsc::Sender<TaskStateReport>,
     last_sent: Option<TaskStateReport>,
+    last_persisted: Option<TaskMachine>,
     trackers: HashMap<String, HealthTracker>,
     checks: JoinSet<(String, bool)>,
     in_flight: HashSet<String>,
@@ -723,13 +725,18 @@ impl Driver {
         self.spec.containers.iter().find(|c| c.name == name)
     }
 
+    /// Persists the machine if it changed and sends its report if that
+    /// changed.
     async fn emit(&mut self) -> Result<(), RunnerError> {
+        if self.machine.status != TaskStatus::Stopped
+            && self.last_persisted.as_ref() != Some(&self.machine)
+        {
+            persist(&self.state_file, &self.machine)?;
+            self.last_persisted = Some(self.machine.clone());
+        }
         let report = self.machine.report();
         if self.last_sent.as_ref() == Some(&report) {
             return Ok(());
-        }
-        if self.machine.status != TaskStatus::Stopped {
-            persist(&self.state_file, &self.machine)?;
         }
         // A gone receiver does not stop the task.
         let _ = self.events.send(report.clone()).await;
@@ -761,6 +768,7 @@ impl Driver {
                 for a in &actions {
                     self.execute(a).await?;
                 }
+                self.emit().await?;
                 if self.machine.status == TaskStatus::Stopped {
                     self.emit().await?;
                     return Ok(());
@@ -894,6 +902,7 @@ impl Driver {
             Action::Start(name) => {
                 // The decision is recorded before the shim exists.
                 persist(&self.state_file, &self.machine)?;
+                self.last_persisted = Some(self.machine.clone());
                 self.launch(name).await;
             }
             Action::Signal { name, kill } => {
