@@ -256,9 +256,19 @@ impl Runner {
         let task_id = spec.task_id.clone();
         {
             let mut active = lock(&self.inner.active);
-            if !active.insert(task_id.clone()) {
+            if active.contains(&task_id) {
                 return Err(RunnerError::AlreadySupervised(task_id));
             }
+            let veth = net::veth_name(&task_id);
+            if let Some(other) = active.iter().find(|o| net::veth_name(o) == veth) {
+                return Err(RunnerError::InvalidSpec {
+                    task_id: task_id.clone(),
+                    reason: format!(
+                        "its first 10 characters name the same veth ({veth}) as running task {other}"
+                    ),
+                });
+            }
+            active.insert(task_id.clone());
         }
         let notify = Arc::new(Notify::new());
         lock(&self.inner.notifies).insert(task_id.clone(), notify.clone());
