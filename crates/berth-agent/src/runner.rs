@@ -217,6 +217,15 @@ impl Runner {
             code,
             reason: reason.to_string(),
         };
+        let finished = self
+            .inner
+            .finished_dir(task_id)
+            .join("report.json")
+            .exists();
+        if finished && !lock(&self.inner.active).contains(task_id) {
+            // Already stopped; nothing to remember.
+            return;
+        }
         let first = {
             let mut stops = lock(&self.inner.stops);
             if stops.contains_key(task_id) {
