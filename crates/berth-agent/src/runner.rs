@@ -631,9 +631,18 @@ impl Inner {
         Ok(())
     }
 
+    /// Best effort: every step runs even if an earlier one failed; the
+    /// first failure is returned at the end.
     fn cleanup_except(&self, keep: &HashSet<String>) -> Result<CleanupReport, RunnerError> {
         let sys = self.sys.as_ref();
         let mut report = CleanupReport::default();
+        let mut first_error: Option<RunnerError> = None;
+        let mut note = |r: Result<(), RunnerError>| {
+            if let Err(e) = r {
+                tracing::warn!("cleanup: {e}");
+                first_error.get_or_insert(e);
+            }
+        };
         let tasks_dir = self.cfg.state_dir.join("tasks");
         let kept = |id: &str| keep.contains(id);
         // runc containers whose bundles are not kept tasks'.
@@ -649,7 +658,7 @@ impl Inner {
             };
             if !keep_it {
                 let _ = self.runc(&["kill", &id, "KILL"]);
-                self.runc(&["delete", "--force", &id])?;
+                note(self.runc(&["delete", "--force", &id]).map(|_| ()));
                 report.runc_containers.push(id);
             }
         }
@@ -676,52 +685,78 @@ impl Inner {
                 .and_then(|p| p.components().next())
                 .map(|c| c.as_os_str().to_string_lossy().into_owned());
             if owner.is_some_and(|o| !kept(&o)) {
-                sys.unmount(&m).map_err(|e| RunnerError::io(&m, e))?;
+                note(sys.unmount(&m).map_err(|e| RunnerError::io(&m, e)));
                 report.mounts.push(m);
             }
         }
-        for id in self.cgroups.list_tasks(sys)? {
-            if !kept(&id) {
-                self.cgroups.teardown(sys, &id)?;
-                report.cgroups.push(id);
-            }
-        }
-        for ns in net::list_netns(sys)? {
-            if let Some(id) = ns.strip_prefix("berth-") {
-                if !kept(id) {
-                    net::delete_netns(sys, &ns)?;
-                    report.netns.push(ns);
+        match self.cgroups.list_tasks(sys) {
+            Ok(ids) => {
+                for id in ids {
+                    if !kept(&id) {
+                        note(self.cgroups.teardown(sys, &id));
+                        report.cgroups.push(id);
+                    }
                 }
             }
+            Err(e) => note(Err(e)),
+        }
+        match net::list_netns(sys) {
+            Ok(all) => {
+                for ns in all {
+                    if let Some(id) = ns.strip_prefix("berth-") {
+                        if !kept(id) {
+                            note(net::delete_netns(sys, &ns));
+                            report.netns.push(ns);
+                        }
+                    }
+                }
+            }
+            Err(e) => note(Err(e)),
         }
         let kept_veths: HashSet<String> = keep.iter().map(|k| net::veth_name(k)).collect();
-        for v in net::list_veths(sys)? {
-            if !kept_veths.contains(&v) {
-                net::delete_link(sys, &v)?;
-                report.veths.push(v);
+        match net::list_veths(sys) {
+            Ok(all) => {
+                for v in all {
+                    if !kept_veths.contains(&v) {
+                        note(net::delete_link(sys, &v));
+                        report.veths.push(v);
+                    }
+                }
             }
+            Err(e) => note(Err(e)),
         }
         for d in dead_dirs {
             if !rootfs::mounts_under(&d).is_empty() {
-                return Err(RunnerError::Prerequisite(format!(
+                note(Err(RunnerError::Prerequisite(format!(
                     "{} still has mounts; not removing it",
                     d.display()
-                )));
+                ))));
+                continue;
             }
-            if remove_dir_all_if_exists(&d)? {
-                report.task_dirs.push(d);
+            match remove_dir_all_if_exists(&d) {
+                Ok(true) => report.task_dirs.push(d),
+                Ok(false) => {}
+                Err(e) => note(Err(e)),
             }
         }
         let finished = self.cfg.state_dir.join("finished");
         if let Ok(rd) = std::fs::read_dir(&finished) {
             for e in rd.flatten() {
                 let id = e.file_name().to_string_lossy().into_owned();
-                if !kept(&id) && remove_dir_all_if_exists(&e.path())? {
-                    report.task_dirs.push(e.path());
+                if kept(&id) {
+                    continue;
+                }
+                match remove_dir_all_if_exists(&e.path()) {
+                    Ok(true) => report.task_dirs.push(e.path()),
+                    Ok(false) => {}
+                    Err(e) => note(Err(e)),
                 }
             }
         }
-        Ok(report)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 }
 

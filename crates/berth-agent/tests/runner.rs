@@ -193,12 +193,17 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = self.runner.cleanup_except(&[]);
+        if let Err(e) = self.runner.cleanup_except(&[]) {
+            eprintln!("cleanup after the test failed: {e}");
+        }
+        // Last resort, so the temporary directory can go.
+        for m in berth_agent::rootfs::mounts_under(self.dir.path()) {
+            sh("umount", &["-l", m.to_str().unwrap()]);
+        }
         sh("ip", &["link", "del", "dev", &self.cfg.bridge]);
         for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let _ = std::fs::remove_dir(c.path().join(&self.cfg.cgroup_parent));
         }
-        let _ = self.dir.path();
     }
 }
 
