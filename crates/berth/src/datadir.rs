@@ -7,6 +7,7 @@
 //!   state.redb         the embedded state store
 //!   registry-token.key 0600: the key that signs registry tokens
 //!   registry/          the registry's blobs and upload sessions
+//!   agent/             the agent's host id, layer cache and task sandboxes
 //!   endpoint           the URL the running server listens on (for `berth env`)
 //! ```
 
@@ -112,6 +113,11 @@ impl DataDir {
             );
         }
         Ok(key)
+    }
+
+    /// Where the agent keeps its host id, layer cache and task sandboxes.
+    pub fn agent_dir(&self) -> PathBuf {
+        self.path.join("agent")
     }
 
     /// Where the registry keeps blobs and upload sessions.

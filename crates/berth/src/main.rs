@@ -42,8 +42,10 @@ pub struct Common {
 enum Command {
     /// Run the control plane (API server and state store).
     Server(Common),
-    /// Run everything on this machine in one process.
-    Up(Common),
+    /// Run everything on this machine in one process (server and agent).
+    Up(UpArgs),
+    /// Run the host agent: register this machine and run the tasks placed on it.
+    Agent(cmd::agent::AgentArgs),
     /// Print `export` lines that point AWS clients at this Berth.
     Env(Common),
     /// Log container tools in to this Berth's registry.
@@ -127,6 +129,18 @@ struct LogsArgs {
     task: String,
 }
 
+/// `berth up`.
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    agent: cmd::agent::AgentOpts,
+    /// Serve the API only; run no agent (no tasks will run).
+    #[arg(long, env = "BERTH_NO_AGENT")]
+    no_agent: bool,
+}
+
 #[derive(Subcommand)]
 enum RegistryCommand {
     /// Write credentials for the registry into skopeo's, podman's and docker's auth files.
@@ -136,10 +150,17 @@ enum RegistryCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // The container shim re-executes this binary; it must not go through
+    // flag parsing or start a runtime.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        berth_agent::shim_main(&args[2..]);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(c) => cmd::server::run(&c, cmd::server::Role::Server),
-        Command::Up(c) => cmd::server::run(&c, cmd::server::Role::AllInOne),
+        Command::Up(a) => cmd::server::run_up(&a.common, (!a.no_agent).then_some(&a.agent)),
+        Command::Agent(a) => cmd::agent::run(&a),
         Command::Env(c) => cmd::env::run(&c),
         Command::Registry(RegistryCommand::Login(c)) => cmd::registry::login(&c),
         Command::Registry(RegistryCommand::Password(c)) => cmd::registry::password(&c),

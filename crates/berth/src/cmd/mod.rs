@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod agent;
 pub mod env;
 pub mod image;
 pub mod registry;

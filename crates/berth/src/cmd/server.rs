@@ -15,6 +15,7 @@ use berth_oci::blobstore::BlobStore;
 use berth_registry::{Registry, RegistryAuth};
 use berth_store::{EmbeddedStore, Store};
 
+use crate::cmd::agent::AgentOpts;
 use crate::datadir::{DataDir, DEFAULT_LISTEN};
 use crate::Common;
 
@@ -27,7 +28,8 @@ pub enum Role {
     AllInOne,
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `BERTH_LOG` (default info).
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -45,10 +47,23 @@ pub fn run(c: &Common, role: Role) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(c, role))
+    rt.block_on(serve(c, role, None))
 }
 
-async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
+/// `berth up`: the server and, unless disabled, an agent beside it.
+pub fn run_up(c: &Common, agent: Option<&AgentOpts>) -> anyhow::Result<()> {
+    init_logging();
+    if let Some(o) = agent {
+        crate::cmd::agent::check_prerequisites(o)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(c, Role::AllInOne, agent.cloned()))
+}
+
+async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Result<()> {
     let dd = DataDir::open_or_create(&c.data_dir, c.region.as_deref())?;
     let state_path = dd.state_path();
     let store = EmbeddedStore::open(&state_path).with_context(|| {
@@ -127,10 +142,25 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         }
     });
     let app = router(state).merge(berth_registry::router(registry));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    match agent {
+        None => api.await.context("serving the API")?,
+        Some(opts) => {
+            // The agent talks to this server over HTTP, like a remote one.
+            let agent = crate::cmd::agent::serve(&dd, url.clone(), &opts, stopped(stop_rx.clone()));
+            let (a, b) = tokio::join!(async { api.await.context("serving the API") }, agent);
+            a?;
+            b.context("the agent failed")?;
+        }
+    }
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -175,7 +205,8 @@ impl RegistryAuth for BasicAuth {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
