@@ -1,16 +1,32 @@
-//! ECS semantics over the store: clusters, task definitions, tags.
+//! ECS semantics over the store: clusters, task definitions, tags, tasks,
+//! and the hosts that run them.
 //!
 //! Each operation is a method of [`Ecs`]. Writes follow one pattern:
 //! read the record and its mod revision, decide, then write in a transaction
 //! guarded by that mod revision; on conflict, read again (bounded retries).
+//!
+//! Tasks: [`tasks`] (RunTask, StopTask, DescribeTasks, ListTasks), placed by
+//! the pure [`crate::scheduler`] on hosts that [`hosts`] registers; hosts
+//! learn their tasks and report back through [`agent`].
 
+pub mod agent;
 mod clusters;
+pub mod hosts;
 mod tags;
+#[cfg(test)]
+mod task_tests;
 mod taskdefs;
+pub mod tasks;
 
+pub use agent::apply_report;
 pub use clusters::{ClusterField, ClusterSpec, ClusterUpdate};
+pub use hosts::{AllocRecord, HostRecord, SubnetCounter, DEFAULT_HEARTBEAT_SECONDS};
 pub use taskdefs::{
     FamilyRecord, FamilyStatusFilter, TaskDefinitionPage, TaskDefinitionRecord, TaskDefinitionRef,
+};
+pub use tasks::{
+    ClientTokenRecord, Failure, PlacementRecord, RunTaskOutput, RunTaskSpec, TaskFilter, TaskIndex,
+    TaskRecord,
 };
 
 use std::collections::hash_map::DefaultHasher;
@@ -42,6 +58,8 @@ pub struct Ecs {
     /// process, so concurrent requests queue instead of failing their
     /// compare-and-swap; the CAS guard still protects against other replicas.
     locks: Arc<Vec<Mutex<()>>>,
+    /// How often agents are told to heartbeat.
+    heartbeat_seconds: u64,
 }
 
 impl Ecs {
@@ -51,7 +69,21 @@ impl Ecs {
             store,
             scope,
             locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+            heartbeat_seconds: DEFAULT_HEARTBEAT_SECONDS,
         }
+    }
+
+    /// Sets the heartbeat interval agents are told to keep (at least 1 s);
+    /// a host silent for three intervals gets no new tasks.
+    #[must_use]
+    pub fn with_heartbeat_seconds(mut self, seconds: u64) -> Self {
+        self.heartbeat_seconds = seconds.max(1);
+        self
+    }
+
+    /// The heartbeat interval agents are told to keep.
+    pub fn heartbeat_seconds(&self) -> u64 {
+        self.heartbeat_seconds
     }
 
     /// The write lock covering `key`.

@@ -1,0 +1,1389 @@
+//! RunTask, StopTask, DescribeTasks, ListTasks.
+//!
+//! RunTask validates the request against the task definition and the Fargate
+//! size table, places each task with the pure [`crate::scheduler`] over a
+//! view of the fleet, and writes every task, its index entry, its placement
+//! (the host's desired state) and the client token in **one** transaction,
+//! guarded by the allocation keys of the hosts it read. Hosts then learn of
+//! their tasks through the agent protocol ([`super::agent`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use berth_core::agent::ContainerOverride;
+use berth_core::arn::{Arn, EcsResource};
+use berth_core::cluster::Cluster;
+use berth_core::resources::{check_fargate_size, parse_cpu, parse_memory};
+use berth_core::tags::{merge_tags, validate_tags, Tag};
+use berth_core::task::{
+    Attachment, Container, Detail, HealthStatus, NetworkInterface, StopCode, Task, TaskStatus,
+};
+use berth_core::taskdef::{KeyValuePair, TaskDefinition, TaskDefinitionStatus};
+use berth_core::Timestamp;
+use berth_store::{Compare, Op, Txn};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::hosts::{AllocRecord, HostRecord};
+use super::{backoff, decode, encode, Ecs, TaskDefinitionRef, MAX_RETRIES};
+use crate::ids::{self, IdSource};
+use crate::page::{page_size, paginate, resume_after};
+use crate::scheduler::{self, Demand, HostView};
+use crate::{keys, EcsError};
+
+/// RunTask starts at most this many tasks per call.
+pub const MAX_RUN_COUNT: i64 = 10;
+
+/// The platform version every task reports.
+pub const PLATFORM_VERSION: &str = "1.4.0";
+
+/// The subnet a task's attachment names when the request gives none.
+pub const DEFAULT_SUBNET: &str = "subnet-berth-default";
+
+/// The ephemeral storage every task has unless its definition asks for more.
+pub const DEFAULT_EPHEMERAL_GIB: i64 = 20;
+
+/// The stoppedReason of a StopTask without a reason.
+pub const DEFAULT_STOP_REASON: &str = "Task stopped by user";
+
+/// ECS's limit on the JSON of RunTask's `overrides`.
+pub const MAX_OVERRIDES_CHARS: usize = 8192;
+
+/// A capacity provider strategy item (FARGATE or FARGATE_SPOT).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProviderStrategyItem {
+    /// FARGATE or FARGATE_SPOT.
+    pub capacity_provider: Option<String>,
+    /// Relative share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    /// Tasks placed on this provider first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<i64>,
+}
+
+/// The VPC part of a network configuration (accepted and echoed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsVpcConfiguration {
+    /// Subnets; the first names the task's attachment subnet.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Security groups (not enforced yet).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// ENABLED or DISABLED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assign_public_ip: Option<String>,
+}
+
+/// RunTask's `networkConfiguration`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfiguration {
+    /// The awsvpc settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awsvpc_configuration: Option<AwsVpcConfiguration>,
+}
+
+/// One entry of `overrides.containerOverrides`, as the request gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverrideInput {
+    /// The container (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Replaces the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Added to / replaces environment variables by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<KeyValuePair>>,
+    /// Not supported yet (must be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_files: Option<Vec<Value>>,
+    /// Replaces cpu.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i64>,
+    /// Replaces memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    /// Replaces memoryReservation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+    /// Not supported yet (must be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_requirements: Option<Vec<Value>>,
+}
+
+/// RunTask's `overrides`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOverride {
+    /// Per-container changes.
+    #[serde(default)]
+    pub container_overrides: Vec<ContainerOverrideInput>,
+    /// Task cpu (units or `"1 vCPU"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Task memory (MiB or `"2 GB"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// Kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// `{"sizeInGiB": 21..200}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<Value>,
+    /// Not supported (must be empty).
+    #[serde(default)]
+    pub inference_accelerator_overrides: Vec<Value>,
+}
+
+/// RunTask's request, as botocore's `RunTaskRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTaskSpec {
+    /// Cluster name or ARN (`default` when absent).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// `family`, `family:revision` or an ARN.
+    #[serde(default)]
+    pub task_definition: Option<String>,
+    /// 1 to 10 (default 1).
+    #[serde(default)]
+    pub count: Option<i64>,
+    /// FARGATE (default); EC2 and EXTERNAL are refused.
+    #[serde(default)]
+    pub launch_type: Option<String>,
+    /// FARGATE / FARGATE_SPOT.
+    #[serde(default)]
+    pub capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    /// Container and task overrides.
+    #[serde(default)]
+    pub overrides: Option<TaskOverride>,
+    /// Up to 128 characters.
+    #[serde(default)]
+    pub started_by: Option<String>,
+    /// Default `family:FAMILY`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// TASK_DEFINITION or NONE (SERVICE is refused).
+    #[serde(default)]
+    pub propagate_tags: Option<String>,
+    /// Up to 64 characters: the same token returns the same tasks.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// Accepted; the first subnet is echoed in the attachment.
+    #[serde(default)]
+    pub network_configuration: Option<NetworkConfiguration>,
+    /// Must be false.
+    #[serde(default)]
+    pub enable_execute_command: bool,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub enable_ecs_managed_tags: bool,
+    /// LATEST or 1.4.0.
+    #[serde(default)]
+    pub platform_version: Option<String>,
+    /// Not supported on Fargate (must be empty).
+    #[serde(default)]
+    pub placement_constraints: Vec<Value>,
+    /// Not supported on Fargate (must be empty).
+    #[serde(default)]
+    pub placement_strategy: Vec<Value>,
+    /// Ignored.
+    #[serde(default)]
+    pub reference_id: Option<String>,
+    /// Not supported (must be empty).
+    #[serde(default)]
+    pub volume_configurations: Vec<Value>,
+}
+
+/// An ECS `Failure`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The resource concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// `RESOURCE:MEMORY`, `MISSING`, ...
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What RunTask answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTaskOutput {
+    /// The tasks started.
+    pub tasks: Vec<Task>,
+    /// One entry per task that could not be placed.
+    pub failures: Vec<Failure>,
+}
+
+/// A task as the store keeps it: the ECS view plus what the agent needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    /// What DescribeTasks shows.
+    pub task: Task,
+    /// The host it was placed on.
+    pub host_id: String,
+    /// Task cpu units after overrides.
+    pub cpu: u32,
+    /// Task memory MiB after overrides.
+    pub memory: u32,
+    /// The container overrides, validated.
+    #[serde(default)]
+    pub container_overrides: Vec<ContainerOverride>,
+}
+
+/// Where a task id lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskIndex {
+    /// The cluster name.
+    pub cluster: String,
+    /// The host.
+    pub host_id: String,
+}
+
+/// A task a host must run (or stop): the host's desired state, one key each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementRecord {
+    /// The cluster name.
+    pub cluster: String,
+    /// The task id.
+    pub task_id: String,
+    /// CPU units held.
+    pub cpu: u32,
+    /// Memory MiB held.
+    pub memory: u32,
+    /// Last octet of the task's address.
+    pub octet: u8,
+    /// RUNNING or STOPPED.
+    pub desired_status: TaskStatus,
+}
+
+/// What a RunTask client token started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTokenRecord {
+    /// SHA-256 of the request without the token.
+    pub fingerprint: String,
+    /// The cluster name.
+    pub cluster: String,
+    /// The tasks started.
+    pub task_ids: Vec<String>,
+    /// The failures answered.
+    pub failures: Vec<Failure>,
+}
+
+/// ListTasks' filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Cluster name or ARN (`default` when absent).
+    pub cluster: Option<String>,
+    /// Task definition family.
+    pub family: Option<String>,
+    /// startedBy.
+    pub started_by: Option<String>,
+    /// Service name (group `service:NAME`).
+    pub service_name: Option<String>,
+    /// RUNNING (default), PENDING or STOPPED.
+    pub desired_status: Option<String>,
+    /// FARGATE, EC2, EXTERNAL, MANAGED_INSTANCES.
+    pub launch_type: Option<String>,
+    /// 1 to 100.
+    pub max_results: Option<i64>,
+    /// From the last page.
+    pub next_token: Option<String>,
+}
+
+/// The task ARN `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`.
+pub fn task_arn(scope: &berth_core::Scope, cluster: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:task/{cluster}/{id}",
+        scope.region, scope.account
+    )
+}
+
+fn is_task_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Whether `s` can be a task id (ASCII letters and digits, at most 64):
+/// Berth makes 32 lowercase hex digits.
+pub fn valid_task_id(s: &str) -> bool {
+    is_task_id(s)
+}
+
+fn field_len(field: &str, v: Option<&str>, max: usize) -> Result<(), EcsError> {
+    if let Some(s) = v {
+        if s.chars().count() > max {
+            return Err(EcsError::invalid(format!(
+                "{field} is {} characters long; the limit is {max}",
+                s.chars().count()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn fingerprint(spec: &RunTaskSpec) -> String {
+    let mut s = spec.clone();
+    s.client_token = None;
+    let bytes = serde_json::to_vec(&s).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// The size and container settings of one task after overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveTask {
+    /// Task cpu units.
+    pub cpu: u32,
+    /// Task memory MiB.
+    pub memory: u32,
+    /// The container overrides, one per overridden container.
+    pub container_overrides: Vec<ContainerOverride>,
+    /// Per container of the definition: (cpu, memory, memoryReservation).
+    pub containers: Vec<(i64, Option<i64>, Option<i64>)>,
+    /// Ephemeral storage GiB.
+    pub ephemeral_gib: i64,
+    /// `overrides` as DescribeTasks shows it.
+    pub overrides_view: Value,
+}
+
+/// Checks RunTask's overrides against the task definition and the Fargate
+/// size table, and computes the task as it will run.
+pub fn effective_task(
+    td: &TaskDefinition,
+    overrides: Option<&TaskOverride>,
+) -> Result<EffectiveTask, EcsError> {
+    let name = td.family_revision();
+    let empty = TaskOverride::default();
+    let o = overrides.unwrap_or(&empty);
+    let raw = serde_json::to_string(o).unwrap_or_default();
+    if raw.chars().count() > MAX_OVERRIDES_CHARS {
+        return Err(EcsError::invalid(format!(
+            "overrides is {} characters of JSON; the limit is {MAX_OVERRIDES_CHARS}",
+            raw.chars().count()
+        )));
+    }
+    if !o.inference_accelerator_overrides.is_empty() {
+        return Err(EcsError::invalid(
+            "overrides.inferenceAcceleratorOverrides is not supported on Fargate; remove it",
+        ));
+    }
+    let td_cpu = td
+        .input
+        .cpu
+        .as_deref()
+        .map(parse_cpu)
+        .transpose()
+        .map_err(EcsError::client)?;
+    let td_mem = td
+        .input
+        .memory
+        .as_deref()
+        .map(parse_memory)
+        .transpose()
+        .map_err(EcsError::client)?;
+    let cpu = match o.cpu.as_deref() {
+        Some(s) => parse_cpu(s).map_err(|e| EcsError::client(format!("overrides: {e}")))?,
+        None => td_cpu.ok_or_else(|| {
+            EcsError::client(format!(
+                "task definition {name} has no task-level cpu; Fargate needs one (set overrides.cpu or register a revision with cpu)"
+            ))
+        })?,
+    };
+    let memory = match o.memory.as_deref() {
+        Some(s) => parse_memory(s).map_err(|e| EcsError::client(format!("overrides: {e}")))?,
+        None => td_mem.ok_or_else(|| {
+            EcsError::client(format!(
+                "task definition {name} has no task-level memory; Fargate needs one (set overrides.memory or register a revision with memory)"
+            ))
+        })?,
+    };
+    check_fargate_size(cpu, memory).map_err(|e| {
+        if o.cpu.is_some() || o.memory.is_some() {
+            EcsError::client(format!("overrides: {e}"))
+        } else {
+            EcsError::client(format!("task definition {name}: {e}"))
+        }
+    })?;
+
+    let mut ephemeral_gib = td
+        .input
+        .ephemeral_storage
+        .as_ref()
+        .and_then(|e| e.get("sizeInGiB"))
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_EPHEMERAL_GIB);
+    if let Some(es) = &o.ephemeral_storage {
+        let gib = es.get("sizeInGiB").and_then(Value::as_i64).unwrap_or(0);
+        if !(21..=200).contains(&gib) {
+            return Err(EcsError::client(format!(
+                "overrides.ephemeralStorage.sizeInGiB {gib} is out of range (use 21 to 200)"
+            )));
+        }
+        ephemeral_gib = gib;
+    }
+
+    let names: Vec<&str> = td
+        .input
+        .container_definitions
+        .iter()
+        .map(|c| c.name.as_deref().unwrap_or(""))
+        .collect();
+    let mut by_name: BTreeMap<&str, &ContainerOverrideInput> = BTreeMap::new();
+    for (i, co) in o.container_overrides.iter().enumerate() {
+        let Some(n) = co.name.as_deref() else {
+            return Err(EcsError::invalid(format!(
+                "overrides.containerOverrides[{i}].name is required"
+            )));
+        };
+        if !names.contains(&n) {
+            return Err(EcsError::invalid(format!(
+                "overrides.containerOverrides: container {n:?} is not in task definition {name} (its containers: {})",
+                names.join(", ")
+            )));
+        }
+        if by_name.insert(n, co).is_some() {
+            return Err(EcsError::invalid(format!(
+                "overrides.containerOverrides names container {n} twice"
+            )));
+        }
+        if co.environment_files.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err(EcsError::invalid(format!(
+                "overrides: container {n}: environmentFiles is not supported by Berth yet; pass variables in environment"
+            )));
+        }
+        if co
+            .resource_requirements
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(EcsError::invalid(format!(
+                "overrides: container {n}: resourceRequirements (GPUs) is not supported on Fargate"
+            )));
+        }
+        if co.cpu.is_some_and(|c| c < 0) {
+            return Err(EcsError::invalid(format!(
+                "overrides: container {n}: cpu must be 0 or more"
+            )));
+        }
+        if co.memory.is_some_and(|m| m < 6) {
+            return Err(EcsError::invalid(format!(
+                "overrides: container {n}: memory must be at least 6 MiB"
+            )));
+        }
+        if co.memory_reservation.is_some_and(|m| m < 4) {
+            return Err(EcsError::invalid(format!(
+                "overrides: container {n}: memoryReservation must be at least 4 MiB"
+            )));
+        }
+        if co.environment.iter().flatten().any(|kv| kv.name.is_none()) {
+            return Err(EcsError::invalid(format!(
+                "overrides: container {n}: every environment variable needs a name"
+            )));
+        }
+    }
+
+    let mut containers = Vec::new();
+    let mut cpu_sum = 0i64;
+    let mut reserved_sum = 0i64;
+    let mut views = Vec::new();
+    let mut container_overrides = Vec::new();
+    for c in &td.input.container_definitions {
+        let n = c.name.as_deref().unwrap_or("");
+        let co = by_name.get(n);
+        let c_cpu = co.and_then(|o| o.cpu).unwrap_or(c.cpu);
+        let c_mem = co.and_then(|o| o.memory).or(c.memory);
+        let c_res = co
+            .and_then(|o| o.memory_reservation)
+            .or(c.memory_reservation);
+        if let (Some(m), Some(r)) = (c_mem, c_res) {
+            if r > m {
+                return Err(EcsError::client(format!(
+                    "overrides: container {n}: memoryReservation {r} is greater than memory {m}"
+                )));
+            }
+        }
+        if let Some(m) = c_mem {
+            if m > i64::from(memory) {
+                return Err(EcsError::client(format!(
+                    "overrides: container {n}: memory {m} MiB exceeds the task's memory {memory}"
+                )));
+            }
+        }
+        cpu_sum += c_cpu;
+        reserved_sum += c_res.or(c_mem).unwrap_or(0);
+        containers.push((c_cpu, c_mem, c_res));
+        match co {
+            Some(o) => {
+                views.push(serde_json::to_value(o).unwrap_or_default());
+                container_overrides.push(ContainerOverride {
+                    name: n.to_string(),
+                    command: o.command.clone(),
+                    environment: o.environment.clone().unwrap_or_default(),
+                    cpu: o.cpu,
+                    memory: o.memory,
+                    memory_reservation: o.memory_reservation,
+                });
+            }
+            None => views.push(json!({"name": n})),
+        }
+    }
+    if cpu_sum > i64::from(cpu) {
+        return Err(EcsError::client(format!(
+            "the containers reserve {cpu_sum} cpu units in total, more than the task's {cpu}; lower the containers' cpu or raise the task's"
+        )));
+    }
+    if reserved_sum > i64::from(memory) {
+        return Err(EcsError::client(format!(
+            "the containers reserve {reserved_sum} MiB of memory in total, more than the task's {memory}; lower the containers' memory or raise the task's"
+        )));
+    }
+
+    let mut overrides_view = json!({
+        "containerOverrides": views,
+        "inferenceAcceleratorOverrides": [],
+    });
+    for (k, v) in [
+        ("cpu", o.cpu.as_ref().map(|_| cpu.to_string())),
+        ("memory", o.memory.as_ref().map(|_| memory.to_string())),
+        ("executionRoleArn", o.execution_role_arn.clone()),
+        ("taskRoleArn", o.task_role_arn.clone()),
+    ] {
+        if let Some(v) = v {
+            overrides_view[k] = json!(v);
+        }
+    }
+    if let Some(es) = &o.ephemeral_storage {
+        overrides_view["ephemeralStorage"] = es.clone();
+    }
+    Ok(EffectiveTask {
+        cpu,
+        memory,
+        container_overrides,
+        containers,
+        ephemeral_gib,
+        overrides_view,
+    })
+}
+
+/// The capacity provider a RunTask runs on: FARGATE unless a strategy (the
+/// request's, else the cluster's default) says otherwise.
+fn capacity_provider(spec: &RunTaskSpec, cluster: &Cluster) -> Result<String, EcsError> {
+    if spec.launch_type.is_some() && !spec.capacity_provider_strategy.is_empty() {
+        return Err(EcsError::invalid(
+            "Specifying both a launchType and capacityProviderStrategy is not supported; use one",
+        ));
+    }
+    match spec.launch_type.as_deref() {
+        None | Some("FARGATE") => {}
+        Some(lt @ ("EC2" | "EXTERNAL" | "MANAGED_INSTANCES")) => {
+            return Err(EcsError::invalid(format!(
+                "launch type {lt} is not supported; use FARGATE"
+            )))
+        }
+        Some(other) => {
+            return Err(EcsError::invalid(format!(
+                "launchType {other:?} is not valid; use FARGATE"
+            )))
+        }
+    }
+    let strategy: Vec<CapacityProviderStrategyItem> =
+        if spec.capacity_provider_strategy.is_empty() && spec.launch_type.is_none() {
+            cluster
+                .default_capacity_provider_strategy
+                .iter()
+                .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                .collect()
+        } else {
+            spec.capacity_provider_strategy.clone()
+        };
+    if strategy.len() > 20 {
+        return Err(EcsError::invalid(
+            "capacityProviderStrategy may hold at most 20 items",
+        ));
+    }
+    for item in &strategy {
+        match item.capacity_provider.as_deref() {
+            Some("FARGATE" | "FARGATE_SPOT") => {}
+            other => {
+                return Err(EcsError::invalid(format!(
+                    "capacityProviderStrategy: capacity provider {:?} is not valid; use FARGATE or FARGATE_SPOT",
+                    other.unwrap_or("")
+                )))
+            }
+        }
+        if item.weight.is_some_and(|w| !(0..=1000).contains(&w))
+            || item.base.is_some_and(|b| !(0..=100_000).contains(&b))
+        {
+            return Err(EcsError::invalid(
+                "capacityProviderStrategy: weight must be 0 to 1000 and base 0 to 100000",
+            ));
+        }
+    }
+    // The provider with a base takes the first tasks; otherwise the
+    // heaviest weight (the first on a tie).
+    let chosen = strategy
+        .iter()
+        .find(|i| i.base.unwrap_or(0) > 0)
+        .or_else(|| {
+            strategy
+                .iter()
+                .filter(|i| i.weight.unwrap_or(0) > 0)
+                .max_by_key(|i| i.weight.unwrap_or(0))
+        })
+        .or(strategy.first())
+        .and_then(|i| i.capacity_provider.clone());
+    Ok(chosen.unwrap_or_else(|| "FARGATE".to_string()))
+}
+
+fn validate_spec(spec: &RunTaskSpec) -> Result<usize, EcsError> {
+    let count = spec.count.unwrap_or(1);
+    if !(1..=MAX_RUN_COUNT).contains(&count) {
+        return Err(EcsError::invalid(format!(
+            "count {count} is out of range; RunTask starts 1 to {MAX_RUN_COUNT} tasks per call"
+        )));
+    }
+    field_len("startedBy", spec.started_by.as_deref(), 128)?;
+    field_len("group", spec.group.as_deref(), 255)?;
+    if let Some(t) = spec.client_token.as_deref() {
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| (33..=126).contains(&b)) {
+            return Err(EcsError::invalid(
+                "clientToken must be 1 to 64 printable ASCII characters (33-126)",
+            ));
+        }
+    }
+    validate_tags(&spec.tags, 0)?;
+    match spec.propagate_tags.as_deref() {
+        None | Some("NONE" | "TASK_DEFINITION") => {}
+        Some("SERVICE") => {
+            return Err(EcsError::invalid(
+                "propagateTags SERVICE applies to a service's tasks only; use TASK_DEFINITION or NONE with RunTask",
+            ))
+        }
+        Some(o) => {
+            return Err(EcsError::invalid(format!(
+                "propagateTags {o:?} is not valid; use TASK_DEFINITION or NONE"
+            )))
+        }
+    }
+    if spec.enable_execute_command {
+        return Err(EcsError::invalid(
+            "enableExecuteCommand is not supported by Berth yet; omit it or pass false",
+        ));
+    }
+    match spec.platform_version.as_deref() {
+        None | Some("LATEST" | PLATFORM_VERSION) => {}
+        Some(v) => {
+            return Err(EcsError::invalid(format!(
+                "platformVersion {v:?} is not available; use LATEST or {PLATFORM_VERSION}"
+            )))
+        }
+    }
+    if !spec.placement_constraints.is_empty() || !spec.placement_strategy.is_empty() {
+        return Err(EcsError::invalid(
+            "task placement constraints and strategies are not supported on Fargate; remove placementConstraints and placementStrategy",
+        ));
+    }
+    if !spec.volume_configurations.is_empty() {
+        return Err(EcsError::invalid(
+            "volumeConfigurations (EBS volumes) are not supported by Berth; remove them",
+        ));
+    }
+    if let Some(vpc) = spec
+        .network_configuration
+        .as_ref()
+        .and_then(|n| n.awsvpc_configuration.as_ref())
+    {
+        if vpc.subnets.is_empty() || vpc.subnets.len() > 16 {
+            return Err(EcsError::invalid(
+                "networkConfiguration.awsvpcConfiguration.subnets must list 1 to 16 subnets",
+            ));
+        }
+        if vpc.security_groups.len() > 5 {
+            return Err(EcsError::invalid(
+                "networkConfiguration.awsvpcConfiguration.securityGroups may list at most 5 groups",
+            ));
+        }
+        match vpc.assign_public_ip.as_deref() {
+            None | Some("ENABLED" | "DISABLED") => {}
+            Some(o) => {
+                return Err(EcsError::invalid(format!(
+                    "assignPublicIp {o:?} is not valid; use ENABLED or DISABLED"
+                )))
+            }
+        }
+    }
+    usize::try_from(count).map_err(|_| EcsError::invalid("count is out of range"))
+}
+
+/// Everything RunTask decided about one task, before it is written.
+struct NewTask {
+    record: TaskRecord,
+    placement: PlacementRecord,
+}
+
+/// The fleet as RunTask reads it.
+struct Fleet {
+    views: Vec<HostView>,
+    hosts: Vec<HostRecord>,
+    alloc: HashMap<String, (u64, AllocRecord)>,
+}
+
+impl Ecs {
+    /// Reads hosts and placements for a placement decision. The alloc keys
+    /// are read first: a RunTask elsewhere that adds a placement bumps them,
+    /// so guarding the write on them detects it.
+    async fn fleet(&self, now: Timestamp) -> Result<Fleet, EcsError> {
+        let alloc_list = self.store.list(keys::HOST_ALLOC).await?;
+        let mut alloc = HashMap::new();
+        for kv in &alloc_list.items {
+            let id = kv.key.trim_start_matches(keys::HOST_ALLOC).to_string();
+            alloc.insert(id, (kv.mod_revision, decode::<AllocRecord>(kv)?));
+        }
+        let hosts = self.hosts().await?;
+        let placements = self.store.list(keys::PLACEMENTS).await?;
+        let mut views: Vec<HostView> = hosts
+            .iter()
+            .map(|h| HostView {
+                host_id: h.host_id.clone(),
+                cpu: h.cpu,
+                memory: h.memory,
+                used_cpu: 0,
+                used_memory: 0,
+                used_octets: BTreeSet::new(),
+                live: scheduler::is_live(h.last_heartbeat, now, self.heartbeat_seconds),
+            })
+            .collect();
+        for kv in &placements.items {
+            let p: PlacementRecord = decode(kv)?;
+            let host_id = kv
+                .key
+                .trim_start_matches(keys::PLACEMENTS)
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if let Some(v) = views.iter_mut().find(|v| v.host_id == host_id) {
+                v.commit(
+                    Demand {
+                        cpu: p.cpu,
+                        memory: p.memory,
+                    },
+                    p.octet,
+                );
+            }
+        }
+        Ok(Fleet {
+            views,
+            hosts,
+            alloc,
+        })
+    }
+
+    /// Reads a task record by cluster and id.
+    pub async fn task_record(
+        &self,
+        cluster: &str,
+        id: &str,
+    ) -> Result<Option<(TaskRecord, u64)>, EcsError> {
+        if !is_task_id(id) {
+            return Ok(None);
+        }
+        match self.store.get(&keys::task(cluster, id)).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Finds a task by id alone (the agent protocol and the logs endpoint).
+    pub async fn task_by_id(&self, id: &str) -> Result<(TaskRecord, TaskIndex), EcsError> {
+        if !is_task_id(id) {
+            return Err(EcsError::TaskNotFound(id.to_string()));
+        }
+        let Some(kv) = self.store.get(&keys::task_index(id)).await? else {
+            return Err(EcsError::TaskNotFound(id.to_string()));
+        };
+        let index: TaskIndex = decode(&kv)?;
+        match self.task_record(&index.cluster, id).await? {
+            Some((rec, _)) => Ok((rec, index)),
+            None => Err(EcsError::TaskNotFound(id.to_string())),
+        }
+    }
+
+    /// The task id a request names (an id or a task ARN of `cluster`), or
+    /// `None` when it cannot name a task of that cluster.
+    fn task_id_in(&self, cluster: &str, s: &str) -> Option<String> {
+        if !s.starts_with("arn:") {
+            return is_task_id(s).then(|| s.to_string());
+        }
+        let rest = s.strip_prefix(&format!(
+            "arn:aws:ecs:{}:{}:task/",
+            self.scope.region, self.scope.account
+        ))?;
+        let id = match rest.split_once('/') {
+            Some((c, id)) if c == cluster => id,
+            Some(_) => return None,
+            None => rest,
+        };
+        is_task_id(id).then(|| id.to_string())
+    }
+
+    /// RunTask.
+    pub async fn run_task(
+        &self,
+        spec: RunTaskSpec,
+        ids: &dyn IdSource,
+        now: Timestamp,
+    ) -> Result<RunTaskOutput, EcsError> {
+        let count = validate_spec(&spec)?;
+        let cluster = self
+            .active_cluster(spec.cluster.as_deref().unwrap_or("default"))
+            .await?;
+        let provider = capacity_provider(&spec, &cluster)?;
+        let fp = fingerprint(&spec);
+        if let Some(token) = spec.client_token.as_deref() {
+            if let Some(out) = self.replay_token(token, &fp).await? {
+                return Ok(out);
+            }
+        }
+        let td_name = spec
+            .task_definition
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| EcsError::invalid("taskDefinition is required"))?;
+        let (td_rec, _) = self
+            .get_task_definition(&TaskDefinitionRef::parse(td_name)?)
+            .await?;
+        let td = &td_rec.task_definition;
+        if td.status != TaskDefinitionStatus::Active {
+            return Err(EcsError::client(format!(
+                "TaskDefinition is inactive: {} is {}; run an ACTIVE revision (register a new one or name the family for its latest)",
+                td.family_revision(),
+                td.status.as_str()
+            )));
+        }
+        if !td.compatibilities.iter().any(|c| c == "FARGATE") {
+            return Err(EcsError::client(format!(
+                "task definition {} is not compatible with FARGATE; register a revision with \"requiresCompatibilities\": [\"FARGATE\"], \"networkMode\": \"awsvpc\" and task-level cpu and memory",
+                td.family_revision()
+            )));
+        }
+        let eff = effective_task(td, spec.overrides.as_ref())?;
+        let mut tags = Vec::new();
+        if spec.propagate_tags.as_deref() == Some("TASK_DEFINITION") {
+            tags.clone_from(&td_rec.tags);
+        }
+        merge_tags(&mut tags, &spec.tags);
+        validate_tags(&tags, 0)?;
+
+        // Ids are made once: a retried write reuses them (nothing was written).
+        let task_ids: Vec<u128> = (0..count).map(|_| ids.next_u128()).collect();
+        let mut extra_ids: Vec<Vec<u128>> = Vec::new();
+        for _ in 0..count {
+            let n = 2 + td.input.container_definitions.len();
+            extra_ids.push((0..n).map(|_| ids.next_u128()).collect());
+        }
+
+        let lock_key = keys::HOST_ALLOC.to_string();
+        let _guard = self.lock(&lock_key).await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+                if let Some(token) = spec.client_token.as_deref() {
+                    if let Some(out) = self.replay_token(token, &fp).await? {
+                        return Ok(out);
+                    }
+                }
+            }
+            let mut fleet = self.fleet(now).await?;
+            let demand = Demand {
+                cpu: eff.cpu,
+                memory: eff.memory,
+            };
+            let mut new_tasks = Vec::new();
+            let mut failures = Vec::new();
+            let mut touched: BTreeMap<String, u64> = BTreeMap::new();
+            for i in 0..count {
+                match scheduler::place(&fleet.views, demand) {
+                    Ok(p) => {
+                        fleet.views[p.index].commit(demand, p.octet);
+                        *touched.entry(p.host_id.clone()).or_default() += 1;
+                        let host = &fleet.hosts[p.index];
+                        new_tasks.push(self.new_task(
+                            NewTaskInput {
+                                spec: &spec,
+                                cluster: &cluster,
+                                td,
+                                eff: &eff,
+                                tags: &tags,
+                                provider: &provider,
+                                host,
+                                octet: p.octet,
+                                id: task_ids[i],
+                                extra: &extra_ids[i],
+                            },
+                            now,
+                        ));
+                    }
+                    Err(f) => failures.push(Failure {
+                        arn: Some(td.task_definition_arn.clone()),
+                        reason: f.reason().to_string(),
+                        detail: Some(f.to_string()),
+                    }),
+                }
+            }
+            if new_tasks.is_empty() && spec.client_token.is_none() {
+                return Ok(RunTaskOutput {
+                    tasks: Vec::new(),
+                    failures,
+                });
+            }
+            let mut txn = Txn::new();
+            for (host_id, n) in &touched {
+                let (rev, rec) = fleet.alloc.get(host_id).cloned().unwrap_or_default();
+                let key = keys::host_alloc(host_id);
+                txn = txn
+                    .when(Compare::ModRevision(key.clone(), rev))
+                    .then(Op::Put(
+                        key,
+                        encode(&AllocRecord {
+                            placements: rec.placements + n,
+                        }),
+                    ));
+            }
+            if let Some(token) = spec.client_token.as_deref() {
+                let key = keys::client_token(token);
+                let rec = ClientTokenRecord {
+                    fingerprint: fp.clone(),
+                    cluster: cluster.cluster_name.clone(),
+                    task_ids: new_tasks
+                        .iter()
+                        .map(|t| t.record.task.id().to_string())
+                        .collect(),
+                    failures: failures.clone(),
+                };
+                txn = txn
+                    .when(Compare::ModRevision(key.clone(), 0))
+                    .then(Op::Put(key, encode(&rec)));
+            }
+            for t in &new_tasks {
+                let id = t.record.task.id();
+                txn = txn
+                    .then(Op::Put(
+                        keys::task(&cluster.cluster_name, id),
+                        encode(&t.record),
+                    ))
+                    .then(Op::Put(
+                        keys::task_index(id),
+                        encode(&TaskIndex {
+                            cluster: cluster.cluster_name.clone(),
+                            host_id: t.record.host_id.clone(),
+                        }),
+                    ))
+                    .then(Op::Put(
+                        keys::placement(&t.record.host_id, id),
+                        encode(&t.placement),
+                    ));
+            }
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(RunTaskOutput {
+                    tasks: new_tasks.into_iter().map(|t| t.record.task).collect(),
+                    failures,
+                });
+            }
+        }
+        Err(EcsError::Contention(lock_key))
+    }
+
+    /// The answer of an earlier RunTask with this token, if there was one.
+    async fn replay_token(&self, token: &str, fp: &str) -> Result<Option<RunTaskOutput>, EcsError> {
+        let Some(kv) = self.store.get(&keys::client_token(token)).await? else {
+            return Ok(None);
+        };
+        let rec: ClientTokenRecord = decode(&kv)?;
+        let mut tasks = Vec::new();
+        for id in &rec.task_ids {
+            if let Some((t, _)) = self.task_record(&rec.cluster, id).await? {
+                tasks.push(t.task);
+            }
+        }
+        if rec.fingerprint != fp {
+            return Err(EcsError::Conflict {
+                message: format!(
+                    "clientToken {token:?} was already used by a RunTask with different parameters; use a new token"
+                ),
+                resource_ids: tasks.into_iter().map(|t| t.task_arn).collect(),
+            });
+        }
+        Ok(Some(RunTaskOutput {
+            tasks,
+            failures: rec.failures,
+        }))
+    }
+
+    fn new_task(&self, i: NewTaskInput<'_>, now: Timestamp) -> NewTask {
+        let cluster = &i.cluster.cluster_name;
+        let id = ids::hex32(i.id);
+        let arn = task_arn(&self.scope, cluster, &id);
+        let ip = i.host.address(i.octet);
+        let attachment_id = ids::uuid(i.extra[0]);
+        let subnet = i
+            .spec
+            .network_configuration
+            .as_ref()
+            .and_then(|n| n.awsvpc_configuration.as_ref())
+            .and_then(|v| v.subnets.first().cloned())
+            .unwrap_or_else(|| DEFAULT_SUBNET.to_string());
+        let mac = {
+            let o: Vec<u8> = ip.split('.').filter_map(|p| p.parse().ok()).collect();
+            // Locally administered, derived from the address: unique per host.
+            format!(
+                "0a:58:{:02x}:{:02x}:{:02x}:{:02x}",
+                o.first().copied().unwrap_or(0),
+                o.get(1).copied().unwrap_or(0),
+                o.get(2).copied().unwrap_or(0),
+                o.get(3).copied().unwrap_or(0)
+            )
+        };
+        let detail = |name: &str, value: String| Detail {
+            name: name.to_string(),
+            value,
+        };
+        let attachment = Attachment {
+            id: attachment_id.clone(),
+            kind: "ElasticNetworkInterface".to_string(),
+            status: "PRECREATED".to_string(),
+            details: vec![
+                detail("subnetId", subnet),
+                detail("networkInterfaceId", ids::eni(i.extra[1])),
+                detail("macAddress", mac),
+                detail(
+                    "privateDnsName",
+                    format!("ip-{}.ec2.internal", ip.replace('.', "-")),
+                ),
+                detail("privateIPv4Address", ip.clone()),
+            ],
+        };
+        let containers =
+            i.td.input
+                .container_definitions
+                .iter()
+                .zip(&i.eff.containers)
+                .enumerate()
+                .map(|(n, (c, (cpu, mem, res)))| Container {
+                    container_arn: format!(
+                        "arn:aws:ecs:{}:{}:container/{cluster}/{id}/{}",
+                        self.scope.region,
+                        self.scope.account,
+                        ids::uuid(i.extra[2 + n])
+                    ),
+                    task_arn: arn.clone(),
+                    name: c.name.clone().unwrap_or_default(),
+                    image: c.image.clone().unwrap_or_default(),
+                    image_digest: None,
+                    runtime_id: None,
+                    last_status: "PENDING".to_string(),
+                    exit_code: None,
+                    reason: None,
+                    network_bindings: Vec::new(),
+                    network_interfaces: vec![NetworkInterface {
+                        attachment_id: attachment_id.clone(),
+                        private_ipv4_address: ip.clone(),
+                    }],
+                    health_status: HealthStatus::Unknown,
+                    cpu: cpu.to_string(),
+                    memory: mem.map(|m| m.to_string()),
+                    memory_reservation: res.map(|m| m.to_string()),
+                })
+                .collect();
+        let task = Task {
+            task_arn: arn,
+            cluster_arn: i.cluster.cluster_arn.clone(),
+            task_definition_arn: i.td.task_definition_arn.clone(),
+            container_instance_arn: None,
+            last_status: TaskStatus::Provisioning,
+            desired_status: TaskStatus::Running,
+            launch_type: "FARGATE".to_string(),
+            capacity_provider_name: Some(i.provider.to_string()),
+            platform_version: PLATFORM_VERSION.to_string(),
+            platform_family: "Linux".to_string(),
+            cpu: i.eff.cpu.to_string(),
+            memory: i.eff.memory.to_string(),
+            containers,
+            attachments: vec![attachment],
+            overrides: i.eff.overrides_view.clone(),
+            started_by: i.spec.started_by.clone(),
+            group: Some(
+                i.spec
+                    .group
+                    .clone()
+                    .unwrap_or_else(|| format!("family:{}", i.td.input.family)),
+            ),
+            tags: i.tags.to_vec(),
+            created_at: now,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            health_status: HealthStatus::Unknown,
+            connectivity: "CONNECTED".to_string(),
+            connectivity_at: Some(now),
+            availability_zone: Some(format!("{}a", self.scope.region)),
+            version: 1,
+            ephemeral_storage: json!({"sizeInGiB": i.eff.ephemeral_gib}),
+            enable_execute_command: false,
+        };
+        NewTask {
+            placement: PlacementRecord {
+                cluster: cluster.clone(),
+                task_id: id,
+                cpu: i.eff.cpu,
+                memory: i.eff.memory,
+                octet: i.octet,
+                desired_status: TaskStatus::Running,
+            },
+            record: TaskRecord {
+                task,
+                host_id: i.host.host_id.clone(),
+                cpu: i.eff.cpu,
+                memory: i.eff.memory,
+                container_overrides: i.eff.container_overrides.clone(),
+            },
+        }
+    }
+
+    /// StopTask: asks the task's host to stop it. Idempotent: a task whose
+    /// desired status is already STOPPED is returned unchanged.
+    pub async fn stop_task(
+        &self,
+        cluster: Option<&str>,
+        task: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Task, EcsError> {
+        field_len("reason", reason, 255)?;
+        let cluster = self.active_cluster(cluster.unwrap_or("default")).await?;
+        let not_found = || EcsError::invalid("The referenced task was not found.");
+        let id = self
+            .task_id_in(&cluster.cluster_name, task)
+            .ok_or_else(not_found)?;
+        let key = keys::task(&cluster.cluster_name, &id);
+        let _guard = self.lock(&key).await;
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let (mut rec, rev) = self
+                .task_record(&cluster.cluster_name, &id)
+                .await?
+                .ok_or_else(not_found)?;
+            if rec.task.desired_status == TaskStatus::Stopped {
+                return Ok(rec.task);
+            }
+            let t = &mut rec.task;
+            t.desired_status = TaskStatus::Stopped;
+            t.stopping_at.get_or_insert(now);
+            t.stop_code = Some(StopCode::UserInitiated);
+            t.stopped_reason = Some(
+                reason
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or(DEFAULT_STOP_REASON)
+                    .to_string(),
+            );
+            t.version += 1;
+            let mut txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .then(Op::Put(key.clone(), encode(&rec)));
+            let pkey = keys::placement(&rec.host_id, &id);
+            if let Some(kv) = self.store.get(&pkey).await? {
+                let mut p: PlacementRecord = decode(&kv)?;
+                p.desired_status = TaskStatus::Stopped;
+                txn = txn
+                    .when(Compare::ModRevision(pkey.clone(), kv.mod_revision))
+                    .then(Op::Put(pkey, encode(&p)));
+            }
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(rec.task);
+            }
+        }
+        Err(EcsError::Contention(key))
+    }
+
+    /// DescribeTasks: the tasks found (tags only with `include_tags`) and a
+    /// MISSING failure for each that is not.
+    pub async fn describe_tasks(
+        &self,
+        cluster: Option<&str>,
+        tasks: &[String],
+        include_tags: bool,
+    ) -> Result<(Vec<Task>, Vec<Failure>), EcsError> {
+        if tasks.is_empty() || tasks.len() > 100 {
+            return Err(EcsError::invalid(format!(
+                "tasks has {} entries; describe 1 to 100 tasks per call",
+                tasks.len()
+            )));
+        }
+        let cluster = self.active_cluster(cluster.unwrap_or("default")).await?;
+        let name = &cluster.cluster_name;
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for t in tasks {
+            let rec = match self.task_id_in(name, t) {
+                Some(id) => self.task_record(name, &id).await?,
+                None => None,
+            };
+            match rec {
+                Some((mut rec, _)) => {
+                    if !include_tags {
+                        rec.task.tags.clear();
+                    }
+                    found.push(rec.task);
+                }
+                None => failures.push(Failure {
+                    arn: Some(if t.starts_with("arn:") {
+                        t.clone()
+                    } else {
+                        task_arn(&self.scope, name, t)
+                    }),
+                    reason: "MISSING".to_string(),
+                    detail: None,
+                }),
+            }
+        }
+        Ok((found, failures))
+    }
+
+    /// ListTasks: task ARNs in creation order.
+    pub async fn list_tasks(
+        &self,
+        f: &TaskFilter,
+    ) -> Result<(Vec<String>, Option<String>), EcsError> {
+        let size = page_size(f.max_results, 100)?;
+        let after = resume_after(f.next_token.as_deref())?;
+        if f.started_by.is_some() && (f.family.is_some() || f.service_name.is_some()) {
+            return Err(EcsError::invalid(
+                "startedBy must be the only filter: it cannot be combined with family or serviceName",
+            ));
+        }
+        let desired = match f.desired_status.as_deref() {
+            None | Some("RUNNING") => Some(TaskStatus::Running),
+            Some("STOPPED") => Some(TaskStatus::Stopped),
+            // ECS never sets a desired status of PENDING.
+            Some("PENDING") => None,
+            Some(o) => {
+                return Err(EcsError::invalid(format!(
+                    "desiredStatus {o:?} is not valid (use RUNNING, PENDING or STOPPED)"
+                )))
+            }
+        };
+        let fargate = match f.launch_type.as_deref() {
+            None | Some("FARGATE") => true,
+            Some("EC2" | "EXTERNAL" | "MANAGED_INSTANCES") => false,
+            Some(o) => return Err(EcsError::invalid(format!(
+                "launchType {o:?} is not valid (use FARGATE, EC2, EXTERNAL or MANAGED_INSTANCES)"
+            ))),
+        };
+        let cluster = self
+            .active_cluster(f.cluster.as_deref().unwrap_or("default"))
+            .await?;
+        let Some(desired) = desired.filter(|_| fargate) else {
+            return Ok((Vec::new(), None));
+        };
+        let group = f.service_name.as_ref().map(|s| format!("service:{s}"));
+        let list = self
+            .store
+            .list(&keys::cluster_tasks(&cluster.cluster_name))
+            .await?;
+        let mut tasks = Vec::new();
+        for kv in &list.items {
+            let rec: TaskRecord = decode(kv)?;
+            let t = rec.task;
+            if t.desired_status != desired {
+                continue;
+            }
+            if let Some(fam) = &f.family {
+                let family =
+                    t.task_definition_arn
+                        .parse::<Arn>()
+                        .ok()
+                        .and_then(|a| match a.resource {
+                            EcsResource::TaskDefinition { family, .. } => Some(family),
+                            EcsResource::Cluster(_) => None,
+                        });
+                if family.as_deref() != Some(fam.as_str()) {
+                    continue;
+                }
+            }
+            if f.started_by.is_some() && t.started_by != f.started_by {
+                continue;
+            }
+            if group.is_some() && t.group != group {
+                continue;
+            }
+            tasks.push(t);
+        }
+        let sort_key = |t: &Task| format!("{:020}|{}", t.created_at.0.max(0), t.id());
+        tasks.sort_by_key(sort_key);
+        let (page, next) = paginate(tasks, sort_key, after, size, false);
+        Ok((page.into_iter().map(|t| t.task_arn).collect(), next))
+    }
+
+    /// How many of a cluster's tasks are RUNNING, and how many are on their
+    /// way there (PROVISIONING, PENDING, ACTIVATING), for DescribeClusters.
+    pub async fn task_counts(&self, cluster: &str) -> Result<(u64, u64), EcsError> {
+        let list = self.store.list(&keys::cluster_tasks(cluster)).await?;
+        let (mut running, mut pending) = (0, 0);
+        for kv in &list.items {
+            let rec: TaskRecord = decode(kv)?;
+            match rec.task.last_status {
+                TaskStatus::Running => running += 1,
+                TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating => {
+                    pending += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok((running, pending))
+    }
+}
+
+struct NewTaskInput<'a> {
+    spec: &'a RunTaskSpec,
+    cluster: &'a Cluster,
+    td: &'a TaskDefinition,
+    eff: &'a EffectiveTask,
+    tags: &'a [Tag],
+    provider: &'a str,
+    host: &'a HostRecord,
+    octet: u8,
+    id: u128,
+    extra: &'a [u128],
+}
+
+/// Used by the agent module: the definition a task runs.
+pub(super) fn family_revision_of(arn: &str) -> Option<(String, u32)> {
+    match arn.parse::<Arn>().ok()?.resource {
+        EcsResource::TaskDefinition { family, revision } => Some((family, revision)),
+        EcsResource::Cluster(_) => None,
+    }
+}
