@@ -7,6 +7,7 @@
 //!   state.redb         the embedded state store
 //!   registry-token.key 0600: the key that signs registry tokens
 //!   registry/          the registry's blobs and upload sessions
+//!   logs/              container output: logs/<taskId>/<container>.log (+ .log.1)
 //!   endpoint           the URL the running server listens on (for `berth env`)
 //! ```
 
@@ -117,6 +118,11 @@ impl DataDir {
     /// Where the registry keeps blobs and upload sessions.
     pub fn registry_dir(&self) -> PathBuf {
         self.path.join("registry")
+    }
+
+    /// Where task output is kept.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path.join("logs")
     }
 
     /// Opens a data directory that `berth up` or `berth server` created.

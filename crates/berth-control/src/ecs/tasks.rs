@@ -1299,9 +1299,11 @@ impl Ecs {
         let fargate = match f.launch_type.as_deref() {
             None | Some("FARGATE") => true,
             Some("EC2" | "EXTERNAL" | "MANAGED_INSTANCES") => false,
-            Some(o) => return Err(EcsError::invalid(format!(
+            Some(o) => {
+                return Err(EcsError::invalid(format!(
                 "launchType {o:?} is not valid (use FARGATE, EC2, EXTERNAL or MANAGED_INSTANCES)"
-            ))),
+            )))
+            }
         };
         let cluster = self
             .active_cluster(f.cluster.as_deref().unwrap_or("default"))

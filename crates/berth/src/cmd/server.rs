@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_api::{router, ApiState, KeyRing, TokenAuthority};
+use berth_api::{router, ApiState, KeyRing, RandomIds, TokenAuthority};
+use berth_control::logs::FileLogSink;
 use berth_control::Caller;
 use berth_control::{Ecr, Ecs};
 use berth_oci::blobstore::BlobStore;
@@ -71,6 +72,9 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         )
     })?;
 
+    let logs = FileLogSink::new(dd.logs_dir())
+        .with_context(|| format!("opening the task log directory {}", dd.logs_dir().display()))?;
+
     let addr = match c.listen {
         Some(a) => a,
         None => DEFAULT_LISTEN.parse().context("default listen address")?,
@@ -97,6 +101,8 @@ async fn serve(c: &Common, role: Role) -> anyhow::Result<()> {
         keys,
         tokens,
         registry_host: bound.to_string(),
+        ids: Arc::new(RandomIds),
+        logs: Arc::new(logs),
     });
     dd.write_endpoint(&url)?;
     tracing::info!(
