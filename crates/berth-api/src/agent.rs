@@ -288,7 +288,11 @@ async fn serve(
             ok(&out)
         }
         AgentRoute::Heartbeat(host) => {
-            let hb: Heartbeat = body(raw, Some(Heartbeat::default()))?;
+            // Lenient: `{}` (no runningTasks) is a heartbeat too.
+            let hb: LenientHeartbeat = body(raw, Some(LenientHeartbeat::default()))?;
+            let hb = Heartbeat {
+                running_tasks: hb.running_tasks,
+            };
             state.ecs.heartbeat(&host, hb, now).await?;
             ok(&json!({}))
         }
@@ -322,6 +326,13 @@ async fn serve(
             ok(&json!({}))
         }
     }
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LenientHeartbeat {
+    #[serde(default)]
+    running_tasks: Vec<String>,
 }
 
 fn ok<T: Serialize>(v: &T) -> Result<Response, AgentError> {
