@@ -319,6 +319,14 @@ def test_run_wait_describe_list_stop(inst, agent, client, cli, family):
     c = client.describe_clusters(clusters=[cluster])["clusters"][0]
     assert (c["runningTasksCount"], c["pendingTasksCount"]) == (2, 0)
 
+    # Tasks are taggable resources, and they hold their cluster.
+    client.tag_resource(resourceArn=tasks[0]["taskArn"], tags=[{"key": "later", "value": "x"}])
+    keys = {t["key"] for t in client.list_tags_for_resource(resourceArn=tasks[0]["taskArn"])["tags"]}
+    assert keys == {"from", "run", "later"}
+    with pytest.raises(ClientError) as e:
+        client.delete_cluster(cluster=cluster)
+    assert error_of(e)[:2] == ("ClusterContainsTasksException", 400)
+
     # ListTasks and its filters.
     listed = client.list_tasks(cluster=cluster)["taskArns"]
     assert sorted(listed) == sorted(t["taskArn"] for t in tasks)
@@ -396,6 +404,7 @@ def test_run_wait_describe_list_stop(inst, agent, client, cli, family):
     client.stop_task(cluster=cluster, task=ids[1])
     assert agent.report(ids[1], "STOPPED").status == 200
     assert client.describe_tasks(cluster=cluster, tasks=[ids[1]])["tasks"][0]["stoppedReason"] == "Task stopped by user"
+    assert client.delete_cluster(cluster=cluster)["cluster"]["status"] == "INACTIVE"
 
 
 def test_logs_from_the_agent_are_readable_and_followable(inst, agent, client, family):

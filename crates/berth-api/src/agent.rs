@@ -127,7 +127,10 @@ pub fn wire(e: &AgentError) -> (StatusCode, &'static str) {
             EcsError::Validation(_)
             | EcsError::ClusterNotFound(_)
             | EcsError::ResourceNotFound(_)
-            | EcsError::Conflict { .. } => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+            | EcsError::Conflict { .. }
+            | EcsError::ClusterContainsTasks(_) => {
+                (StatusCode::BAD_REQUEST, "InvalidParameterException")
+            }
             EcsError::Store(_) | EcsError::Corrupt { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "ServerException")
             }

@@ -31,6 +31,9 @@ pub enum EcsError {
         /// What failed to decode.
         reason: String,
     },
+    /// the cluster still has tasks that have not stopped
+    #[error("{0}")]
+    ClusterContainsTasks(String),
     /// no host with this id is registered
     #[error("host {0} is not registered; register it again (POST /agent/v1/register)")]
     HostNotFound(String),

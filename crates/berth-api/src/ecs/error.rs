@@ -17,6 +17,9 @@ pub fn wire(e: &EcsError) -> (StatusCode, &'static str) {
         EcsError::ClusterNotFound(_) => (StatusCode::BAD_REQUEST, "ClusterNotFoundException"),
         EcsError::ResourceNotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
         EcsError::Conflict { .. } => (StatusCode::BAD_REQUEST, "ConflictException"),
+        EcsError::ClusterContainsTasks(_) => {
+            (StatusCode::BAD_REQUEST, "ClusterContainsTasksException")
+        }
         // Agent-side failures never arise from an ECS operation; should one
         // leak, it is the caller's parameter that named a missing thing.
         EcsError::HostNotFound(_) | EcsError::TaskNotFound(_) | EcsError::NotAssigned { .. } => {

@@ -780,3 +780,44 @@ async fn describe_and_list_tasks() {
     .await;
     assert_eq!(stopped, vec![web.tasks[0].task_arn.clone()]);
 }
+
+#[tokio::test]
+async fn tasks_carry_tags_and_hold_their_cluster() {
+    let (e, ids, host) = setup(4096, 8192).await;
+    let out = e
+        .run_task(spec(json!({"taskDefinition": "web"})), &ids, T0)
+        .await
+        .unwrap();
+    let t = &out.tasks[0];
+    e.tag_resource(
+        &t.task_arn,
+        &[berth_core::tags::Tag {
+            key: Some("team".into()),
+            value: Some("blue".into()),
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.list_tags(&t.task_arn).await.unwrap().len(), 1);
+    e.untag_resource(&t.task_arn, &["team".into()])
+        .await
+        .unwrap();
+    assert!(e.list_tags(&t.task_arn).await.unwrap().is_empty());
+    let ghost = t
+        .task_arn
+        .replace(t.id(), "ffffffffffffffffffffffffffffffff");
+    assert!(matches!(
+        e.list_tags(&ghost).await,
+        Err(EcsError::ResourceNotFound(_))
+    ));
+
+    assert!(matches!(
+        e.delete_cluster("default").await,
+        Err(EcsError::ClusterContainsTasks(_))
+    ));
+    e.stop_task(None, t.id(), None, T0).await.unwrap();
+    e.report_state(Some(&host), t.id(), &report(TaskStatus::Stopped), T0)
+        .await
+        .unwrap();
+    e.delete_cluster("default").await.unwrap();
+}

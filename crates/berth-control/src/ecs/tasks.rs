@@ -1350,6 +1350,56 @@ impl Ecs {
         Ok((page.into_iter().map(|t| t.task_arn).collect(), next))
     }
 
+    /// How many of a cluster's tasks have not reached STOPPED.
+    pub async fn active_task_count(&self, cluster: &str) -> Result<u64, EcsError> {
+        let list = self.store.list(&keys::cluster_tasks(cluster)).await?;
+        let mut n = 0;
+        for kv in &list.items {
+            let rec: TaskRecord = decode(kv)?;
+            if rec.task.last_status != TaskStatus::Stopped {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The cluster and id of a task ARN of this account and region.
+    pub fn task_arn_parts(&self, arn: &str) -> Option<(String, String)> {
+        let rest = arn.strip_prefix(&format!(
+            "arn:aws:ecs:{}:{}:task/",
+            self.scope.region, self.scope.account
+        ))?;
+        let (cluster, id) = rest.split_once('/')?;
+        (is_task_id(id) && !cluster.is_empty()).then(|| (cluster.to_string(), id.to_string()))
+    }
+
+    /// Read-modify-write of a task's tags (TagResource / UntagResource).
+    pub(crate) async fn modify_task_tags(
+        &self,
+        cluster: &str,
+        id: &str,
+        f: impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
+    ) -> Result<(), EcsError> {
+        let key = keys::task(cluster, id);
+        let _guard = self.lock(&key).await;
+        let missing =
+            || EcsError::ResourceNotFound(format!("task {id} does not exist in cluster {cluster}"));
+        for attempt in 0..MAX_RETRIES {
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
+            let (mut rec, rev) = self.task_record(cluster, id).await?.ok_or_else(missing)?;
+            f(&mut rec.task.tags)?;
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .then(Op::Put(key.clone(), encode(&rec)));
+            if self.store.txn(txn).await?.succeeded {
+                return Ok(());
+            }
+        }
+        Err(EcsError::Contention(key))
+    }
+
     /// How many of a cluster's tasks are RUNNING, and how many are on their
     /// way there (PROVISIONING, PENDING, ACTIVATING), for DescribeClusters.
     pub async fn task_counts(&self, cluster: &str) -> Result<(u64, u64), EcsError> {
