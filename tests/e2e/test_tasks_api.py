@@ -345,7 +345,7 @@ def test_run_wait_describe_list_stop(inst, agent, client, cli, family):
 
     def poll() -> None:
         t0 = time.monotonic()
-        polled["answer"] = agent.assignments(after=asg["revision"], wait=30, timeout=45)
+        polled["answer"] = agent.assignments(after=asg["revision"], wait=60, timeout=90)
         polled["seconds"] = time.monotonic() - t0
 
     poller = threading.Thread(target=poll)
@@ -359,8 +359,8 @@ def test_run_wait_describe_list_stop(inst, agent, client, cli, family):
     assert stopped["stopCode"] == "UserInitiated"
     assert stopped["stoppedReason"] == "done with it"
     assert "stoppingAt" in stopped
-    poller.join(timeout=60)
-    assert polled["seconds"] < 25, "the long poll was not woken by StopTask"
+    poller.join(timeout=100)
+    assert polled["seconds"] < 50, "the long poll was not woken by StopTask (it waited for its 60 s timeout)"
     a = {x["taskId"]: x for x in polled["answer"]["tasks"]}[ids[0]]
     assert a["desiredStatus"] == "STOPPED"
     assert a["stopReason"] == "done with it"
