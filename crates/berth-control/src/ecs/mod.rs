@@ -12,6 +12,7 @@
 pub mod agent;
 mod clusters;
 pub mod hosts;
+pub mod run_spec;
 mod tags;
 #[cfg(test)]
 mod task_tests;

@@ -821,3 +821,50 @@ async fn tasks_carry_tags_and_hold_their_cluster() {
         .unwrap();
     e.delete_cluster("default").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_run_tasks_on_two_replicas_never_overcommit() {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+    let scope = Scope {
+        region: "us-east-1".into(),
+        account: "123456789012".into(),
+    };
+    // Two control planes on one store: separate in-process locks, so only
+    // the store's compare-and-swap keeps them apart.
+    let a = Ecs::new(store.clone(), scope.clone());
+    let b = Ecs::new(store, scope);
+    a.ensure_default_cluster().await.unwrap();
+    register_td(&a, fargate("web")).await;
+    let ids = Arc::new(SequentialIds::default());
+    a.register_host(registration(4096, 2048), &*ids, T0)
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let e = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let ids = ids.clone();
+        handles.push(tokio::spawn(async move {
+            e.run_task(spec(json!({"taskDefinition": "web"})), &*ids, T0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ips = Vec::new();
+    let mut failures = Vec::new();
+    for h in handles {
+        let out = h.await.unwrap();
+        ips.extend(
+            out.tasks
+                .iter()
+                .map(|t| t.private_ip().unwrap().to_string()),
+        );
+        failures.extend(out.failures.into_iter().map(|f| f.reason));
+    }
+    ips.sort();
+    assert_eq!(
+        ips,
+        ["10.213.1.2", "10.213.1.3", "10.213.1.4", "10.213.1.5"],
+        "exactly four 512 MiB tasks fit in 2048 MiB, each with its own address"
+    );
+    assert_eq!(failures, vec!["RESOURCE:MEMORY"; 4]);
+}
