@@ -12,19 +12,26 @@
 //!    1.1, with the `__type` names and status codes of botocore's model. Wire
 //!    errors are chosen in exactly one place per protocol.
 //!
+//! Two more protocols share the listener, routed by path after
+//! authentication: the agent protocol ([`agent`], `/agent/v1/...`, signed
+//! for `berth-agent`) that host agents speak, and Berth's own read API for
+//! task output ([`tasklogs`], `GET /berth/v1/tasks/{id}/logs`).
+//!
 //! Adding an ECS operation: add its request shape and a variant to
 //! [`ecs::EcsAction`] (`ecs/mod.rs`), its semantics to `berth_control::Ecs`,
 //! the dispatch arm in `ecs::dispatch`, and an end-to-end test driving it
 //! with the AWS CLI or boto3 (`tests/e2e`).
 
+pub mod agent;
 pub mod auth;
 pub mod ecr;
 pub mod ecs;
 pub mod json11;
 pub mod server;
+pub mod tasklogs;
 
 /// AWS Signature Version 4 (re-exported from `berth-sigv4`).
 pub use berth_sigv4 as sigv4;
 
 pub use auth::{AccessKey, KeyRing, TokenAuthority};
-pub use server::{router, ApiState};
+pub use server::{router, ApiState, RandomIds};

@@ -1,5 +1,10 @@
 //! The HTTP front door: bounded body reads, authentication, routing by
 //! protocol, and a typed 4xx for everything that cannot be routed.
+//!
+//! After authentication a request is routed by path: `/agent/v1/...` to the
+//! agent protocol ([`crate::agent`], credential scope `berth-agent`),
+//! `/berth/v1/...` to Berth's own API ([`crate::tasklogs`], scope `ecs`),
+//! everything else by `X-Amz-Target` to ECS or ECR.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,21 +13,24 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::Router;
-use berth_control::{Ecr, Ecs};
+use berth_control::logs::LogSink;
+use berth_control::{Ecr, Ecs, IdSource};
 use berth_core::Timestamp;
 use http::{Method, StatusCode};
 
+use crate::agent;
 use crate::auth::{KeyRing, TokenAuthority};
 use crate::ecr::{self, EcrAction, EcrContext};
 use crate::ecs::{self, EcsAction, ParseError};
 use crate::json11;
 use crate::sigv4::{AuthError, RequestParts};
+use crate::tasklogs;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The SigV4 service names Berth accepts in a credential scope.
-pub const SIGNING_NAMES: &[&str] = &[ecs::SIGNING_NAME, ecr::SIGNING_NAME];
+pub const SIGNING_NAMES: &[&str] = &[ecs::SIGNING_NAME, ecr::SIGNING_NAME, agent::SIGNING_NAME];
 
 /// What the API server needs.
 pub struct ApiState {
@@ -36,6 +44,32 @@ pub struct ApiState {
     pub tokens: TokenAuthority,
     /// `host:port` where the registry is reached (repositoryUri).
     pub registry_host: String,
+    /// Where new task and host ids come from ([`RandomIds`] in production).
+    pub ids: Arc<dyn IdSource>,
+    /// Where container output is kept.
+    pub logs: Arc<dyn LogSink>,
+}
+
+/// Ids from the operating system's random generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn next_u128(&self) -> u128 {
+        let mut b = [0u8; 16];
+        if getrandom::fill(&mut b).is_err() {
+            // No OS randomness (never seen on Linux): fall back to the clock
+            // and a process counter, still unique within this process.
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            return (t << 32) ^ u128::from(n);
+        }
+        u128::from_le_bytes(b)
+    }
 }
 
 /// The router serving every protocol on one listener.
@@ -84,6 +118,27 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         Err(e) => return auth_error(&e, &request_id),
     };
 
+    if path == agent::PREFIX || path.starts_with(&format!("{}/", agent::PREFIX)) {
+        if verified.service != agent::SIGNING_NAME {
+            return auth_error(&wrong_service(agent::SIGNING_NAME), &request_id);
+        }
+        return agent::handle(
+            &state,
+            &parts.method,
+            path,
+            parts.uri.query(),
+            &bytes,
+            Timestamp(now),
+        )
+        .await;
+    }
+    if path == tasklogs::PREFIX || path.starts_with(&format!("{}/", tasklogs::PREFIX)) {
+        if verified.service != ecs::SIGNING_NAME {
+            return auth_error(&wrong_service(ecs::SIGNING_NAME), &request_id);
+        }
+        return tasklogs::handle(&state, &parts.method, path, parts.uri.query()).await;
+    }
+
     let target = parts
         .headers
         .get("x-amz-target")
@@ -126,12 +181,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         );
     }
     if verified.service != expected_service {
-        return auth_error(
-            &AuthError::WrongScope(format!(
-                "Credential should be scoped to correct service: '{expected_service}'."
-            )),
-            &request_id,
-        );
+        return auth_error(&wrong_service(expected_service), &request_id);
     }
     let parse_error = |e: ParseError| match e {
         e @ ParseError::UnknownOperation(_) => json11::error(
@@ -153,7 +203,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
             Ok(a) => a,
             Err(e) => return parse_error(e),
         };
-        match ecs::dispatch(&state.ecs, action, &caller, Timestamp(now)).await {
+        match ecs::dispatch(&state.ecs, &*state.ids, action, &caller, Timestamp(now)).await {
             Ok(v) => (Ok(v), None),
             Err(e) => (Err(e.to_string()), Some(ecs::error::wire(&e))),
         }
@@ -195,6 +245,12 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
             &request_id,
         ),
     }
+}
+
+fn wrong_service(expected: &str) -> AuthError {
+    AuthError::WrongScope(format!(
+        "Credential should be scoped to correct service: '{expected}'."
+    ))
 }
 
 fn auth_error(e: &AuthError, request_id: &str) -> Response {

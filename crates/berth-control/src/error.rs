@@ -31,6 +31,33 @@ pub enum EcsError {
         /// What failed to decode.
         reason: String,
     },
+    /// the cluster still has tasks that have not stopped
+    #[error("{0}")]
+    ClusterContainsTasks(String),
+    /// no host with this id is registered
+    #[error("host {0} is not registered; register it again (POST /agent/v1/register)")]
+    HostNotFound(String),
+    /// no task with this id exists (agent and logs endpoints)
+    #[error("task {0} not found")]
+    TaskNotFound(String),
+    /// a host reported on a task placed on another host
+    #[error(
+        "task {task} is not placed on host {host}; report only tasks from this host's assignments"
+    )]
+    NotAssigned {
+        /// The task.
+        task: String,
+        /// The host that reported.
+        host: String,
+    },
+    /// the request conflicts with an earlier one (a reused RunTask clientToken)
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// The resources the earlier request made.
+        resource_ids: Vec<String>,
+    },
     /// the write kept conflicting with concurrent writers
     #[error("Too many concurrent attempts to update {0}; retry the request")]
     Contention(String),

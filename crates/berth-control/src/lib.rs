@@ -15,17 +15,28 @@
 //! which blobs belong to which repository), shared by the ECR API and the
 //! OCI distribution server; the blob bytes live in `berth-oci`'s blob store.
 //!
+//! Tasks run for real through three pieces: [`ecs::tasks`] (RunTask and
+//! friends) asks the pure [`scheduler`] where each task goes and records it
+//! as a *placement* of that host; [`ecs::agent`] serves a host its
+//! placements (its desired state) and applies the state it reports; and
+//! [`logs`] keeps the container output agents send, outside the store.
+//! Ids come from the caller through [`ids::IdSource`].
+//!
 //! Start with [`ecs::Ecs`]; [`keys`] documents the key layout in the store.
 
 pub mod ecr;
 pub mod ecs;
 pub mod error;
+pub mod ids;
 pub mod keys;
+pub mod logs;
 pub mod page;
+pub mod scheduler;
 
 pub use ecr::{Ecr, EcrError};
 pub use ecs::Ecs;
 pub use error::EcsError;
+pub use ids::IdSource;
 
 /// Who is making a request, as the API layer authenticated it.
 #[derive(Debug, Clone, PartialEq, Eq)]

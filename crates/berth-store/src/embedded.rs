@@ -347,7 +347,13 @@ impl Store for EmbeddedStore {
                 }
             }
             loop {
-                match live.recv().await {
+                // A dropped Watch ends the task at once, even when no event
+                // of its prefix ever comes (long polls drop theirs often).
+                let next = tokio::select! {
+                    () = tx.closed() => return,
+                    next = live.recv() => next,
+                };
+                match next {
                     Ok(batch) => {
                         let Some(first) = batch.first() else { continue };
                         if first.revision <= last {
@@ -486,6 +492,22 @@ mod tests {
             (e.revision, e.key.as_str(), e.value.as_deref()),
             (4, "/w/2", Some(&b"b"[..]))
         );
+    }
+
+    #[tokio::test]
+    async fn dropped_watches_stop_following() {
+        let s = EmbeddedStore::in_memory().unwrap();
+        let w = s.watch("/quiet/", 0).await.unwrap();
+        assert_eq!(s.inner.events.receiver_count(), 1);
+        drop(w);
+        s.txn(Txn::new().then(put("/loud", "x"))).await.unwrap();
+        for _ in 0..100 {
+            if s.inner.events.receiver_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the watch task outlived its Watch");
     }
 
     #[tokio::test]

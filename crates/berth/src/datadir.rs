@@ -8,6 +8,7 @@
 //!   registry-token.key 0600: the key that signs registry tokens
 //!   registry/          the registry's blobs and upload sessions
 //!   agent/             the agent's host id, layer cache and task sandboxes
+//!   logs/              container output: logs/<taskId>/<container>.log (+ .log.1)
 //!   endpoint           the URL the running server listens on (for `berth env`)
 //! ```
 
@@ -123,6 +124,11 @@ impl DataDir {
     /// Where the registry keeps blobs and upload sessions.
     pub fn registry_dir(&self) -> PathBuf {
         self.path.join("registry")
+    }
+
+    /// Where task output is kept.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path.join("logs")
     }
 
     /// Opens a data directory that `berth up` or `berth server` created.

@@ -36,6 +36,14 @@ pub struct Common {
     /// directory is created).
     #[arg(long, env = "BERTH_REGION", global = true)]
     pub region: Option<String>,
+    /// The /16 the server cuts each host's /24 task subnet from (server and up).
+    #[arg(
+        long,
+        env = "BERTH_TASK_NETWORK",
+        default_value = "10.213.0.0/16",
+        global = true
+    )]
+    pub task_network: String,
 }
 
 #[derive(Subcommand)]

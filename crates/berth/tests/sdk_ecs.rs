@@ -266,3 +266,160 @@ fn credentials_file_is_private() {
     assert_eq!(mode & 0o777, 0o600);
     let _: PathBuf = b.data_dir().to_path_buf();
 }
+
+/// One request of the agent protocol, signed for `berth-agent`, over a bare
+/// TCP connection: (status, body).
+fn agent_call(b: &Berth, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let endpoint = b.var("AWS_ENDPOINT_URL");
+    let host = endpoint.trim_start_matches("http://").to_string();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("host", host.parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    berth_api::sigv4::sign(
+        method,
+        path,
+        None,
+        &mut headers,
+        body.as_bytes(),
+        &b.var("AWS_ACCESS_KEY_ID"),
+        &b.var("AWS_SECRET_ACCESS_KEY"),
+        &b.var("AWS_REGION"),
+        "berth-agent",
+        i64::try_from(now).unwrap(),
+    );
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in &headers {
+        req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+    }
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp[9..12].parse().unwrap();
+    let (_, payload) = resp.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(payload).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_through_the_rust_sdk() {
+    use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
+
+    let b = Berth::start();
+    let c = b.client();
+    register(&c, "sdk-tasks", vec![container("app")]).await;
+
+    // No host yet: a failure, not an error.
+    let out = c
+        .run_task()
+        .task_definition("sdk-tasks")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.tasks().is_empty());
+    assert_eq!(out.failures()[0].reason(), Some("AGENT"));
+
+    let (status, host) = agent_call(
+        &b,
+        "POST",
+        "/agent/v1/register",
+        r#"{"hostname": "sdk", "cpu": 2048, "memory": 4096, "agentVersion": "test"}"#,
+    );
+    assert_eq!(status, 200, "{host}");
+    let host_id = host["hostId"].as_str().unwrap().to_string();
+
+    let out = c
+        .run_task()
+        .task_definition("sdk-tasks")
+        .count(2)
+        .launch_type(LaunchType::Fargate)
+        .started_by("sdk")
+        .send()
+        .await
+        .unwrap();
+    assert!(out.failures().is_empty());
+    let tasks = out.tasks();
+    assert_eq!(tasks.len(), 2);
+    let t = &tasks[0];
+    assert_eq!(t.last_status(), Some("PROVISIONING"));
+    assert_eq!(t.launch_type(), Some(&LaunchType::Fargate));
+    assert_eq!(t.ephemeral_storage().unwrap().size_in_gib(), 20);
+    assert!(t.created_at().is_some());
+    let ip = t.attachments()[0]
+        .details()
+        .iter()
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .unwrap()
+        .to_string();
+    assert_eq!(ip, "10.213.1.2");
+    assert_eq!(
+        t.containers()[0].network_interfaces()[0].private_ipv4_address(),
+        Some(ip.as_str())
+    );
+    let id = t
+        .task_arn()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let (status, _) = agent_call(
+        &b,
+        "POST",
+        &format!("/agent/v1/tasks/{id}/state"),
+        r#"{"lastStatus": "RUNNING", "containers": [{"name": "app", "lastStatus": "RUNNING"}]}"#,
+    );
+    assert_eq!(status, 200);
+    let d = c.describe_tasks().tasks(&id).send().await.unwrap();
+    let t = &d.tasks()[0];
+    assert_eq!(t.last_status(), Some("RUNNING"));
+    assert!(t.started_at().is_some());
+    assert_eq!(t.containers()[0].last_status(), Some("RUNNING"));
+
+    let stopped = c
+        .stop_task()
+        .task(t.task_arn().unwrap())
+        .reason("sdk says stop")
+        .send()
+        .await
+        .unwrap();
+    let s = stopped.task().unwrap();
+    assert_eq!(s.desired_status(), Some("STOPPED"));
+    assert_eq!(s.stop_code(), Some(&TaskStopCode::UserInitiated));
+    assert!(s.stopping_at().is_some());
+
+    let (status, asg) = agent_call(
+        &b,
+        "GET",
+        &format!("/agent/v1/hosts/{host_id}/assignments"),
+        "",
+    );
+    assert_eq!(status, 200);
+    let mine = asg["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["taskId"] == id.as_str())
+        .unwrap();
+    assert_eq!(mine["desiredStatus"], "STOPPED");
+
+    let running = c.list_tasks().started_by("sdk").send().await.unwrap();
+    assert_eq!(running.task_arns().len(), 1);
+    let stopped = c
+        .list_tasks()
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.task_arns().len(), 1);
+}

@@ -16,6 +16,15 @@ pub fn wire(e: &EcsError) -> (StatusCode, &'static str) {
         },
         EcsError::ClusterNotFound(_) => (StatusCode::BAD_REQUEST, "ClusterNotFoundException"),
         EcsError::ResourceNotFound(_) => (StatusCode::BAD_REQUEST, "ResourceNotFoundException"),
+        EcsError::Conflict { .. } => (StatusCode::BAD_REQUEST, "ConflictException"),
+        EcsError::ClusterContainsTasks(_) => {
+            (StatusCode::BAD_REQUEST, "ClusterContainsTasksException")
+        }
+        // Agent-side failures never arise from an ECS operation; should one
+        // leak, it is the caller's parameter that named a missing thing.
+        EcsError::HostNotFound(_) | EcsError::TaskNotFound(_) | EcsError::NotAssigned { .. } => {
+            (StatusCode::BAD_REQUEST, "InvalidParameterException")
+        }
         // ECS answers a burst of writers to one family with a ClientException
         // ("Too many concurrent attempts..."); Berth does the same.
         EcsError::Contention(_) => (StatusCode::BAD_REQUEST, "ClientException"),

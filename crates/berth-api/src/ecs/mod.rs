@@ -4,8 +4,10 @@
 
 pub mod error;
 
-use berth_control::ecs::{ClusterField, ClusterSpec, ClusterUpdate, FamilyStatusFilter};
-use berth_control::{Caller, Ecs, EcsError};
+use berth_control::ecs::{
+    ClusterField, ClusterSpec, ClusterUpdate, Failure, FamilyStatusFilter, RunTaskSpec, TaskFilter,
+};
+use berth_control::{Caller, Ecs, EcsError, IdSource};
 use berth_core::cluster::ClusterSetting;
 use berth_core::tags::Tag;
 use berth_core::taskdef::{TaskDefinitionInput, TaskDefinitionStatus};
@@ -113,6 +115,44 @@ pub struct TagRequest {
     tag_keys: Vec<String>,
 }
 
+/// StopTask's body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopTaskRequest {
+    cluster: Option<String>,
+    task: Option<String>,
+    reason: Option<String>,
+}
+
+/// DescribeTasks' body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeTasksRequest {
+    cluster: Option<String>,
+    #[serde(default)]
+    tasks: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+/// ListTasks' body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTasksRequest {
+    cluster: Option<String>,
+    /// Accepted and ignored (FARGATE tasks have no container instance).
+    #[allow(dead_code)]
+    container_instance: Option<String>,
+    family: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    started_by: Option<String>,
+    service_name: Option<String>,
+    desired_status: Option<String>,
+    launch_type: Option<String>,
+    daemon_name: Option<String>,
+}
+
 /// One ECS request, parsed and typed.
 #[derive(Debug)]
 pub enum EcsAction {
@@ -144,6 +184,14 @@ pub enum EcsAction {
     UntagResource(TagRequest),
     /// ListTagsForResource.
     ListTagsForResource(TagRequest),
+    /// RunTask.
+    RunTask(Box<RunTaskSpec>),
+    /// StopTask.
+    StopTask(StopTaskRequest),
+    /// DescribeTasks.
+    DescribeTasks(DescribeTasksRequest),
+    /// ListTasks.
+    ListTasks(ListTasksRequest),
 }
 
 /// Why a request could not become an [`EcsAction`].
@@ -192,6 +240,10 @@ impl EcsAction {
             "TagResource" => Self::TagResource(body(op, raw)?),
             "UntagResource" => Self::UntagResource(body(op, raw)?),
             "ListTagsForResource" => Self::ListTagsForResource(body(op, raw)?),
+            "RunTask" => Self::RunTask(Box::new(body(op, raw)?)),
+            "StopTask" => Self::StopTask(body(op, raw)?),
+            "DescribeTasks" => Self::DescribeTasks(body(op, raw)?),
+            "ListTasks" => Self::ListTasks(body(op, raw)?),
             other => return Err(ParseError::UnknownOperation(other.to_string())),
         })
     }
@@ -204,12 +256,16 @@ fn required(field: &str, v: Option<String>) -> Result<String, EcsError> {
     }
 }
 
-fn cluster_json(c: &berth_core::cluster::Cluster, include_statistics: bool) -> Value {
+fn cluster_json(
+    c: &berth_core::cluster::Cluster,
+    include_statistics: bool,
+    (running, pending): (u64, u64),
+) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("registeredContainerInstancesCount".into(), json!(0));
-        o.insert("runningTasksCount".into(), json!(0));
-        o.insert("pendingTasksCount".into(), json!(0));
+        o.insert("runningTasksCount".into(), json!(running));
+        o.insert("pendingTasksCount".into(), json!(pending));
         o.insert("activeServicesCount".into(), json!(0));
         o.insert("statistics".into(), json!([]));
         if !include_statistics {
@@ -242,6 +298,7 @@ fn include_tags(include: &[String]) -> Result<bool, EcsError> {
 /// output shape for the operation.
 pub async fn dispatch(
     ecs: &Ecs,
+    ids: &dyn IdSource,
     action: EcsAction,
     caller: &Caller,
     now: Timestamp,
@@ -259,7 +316,7 @@ pub async fn dispatch(
                     service_connect_defaults: r.service_connect_defaults,
                 })
                 .await?;
-            Ok(json!({"cluster": cluster_json(&c, false)}))
+            Ok(json!({"cluster": cluster_json(&c, false, (0, 0))}))
         }
         EcsAction::DescribeClusters(r) => {
             let include: Vec<ClusterField> = r
@@ -269,8 +326,13 @@ pub async fn dispatch(
                 .collect::<Result<_, _>>()?;
             let (clusters, failures) = ecs.describe_clusters(&r.clusters, &include).await?;
             let stats = include.contains(&ClusterField::Statistics);
+            let mut shaped = Vec::new();
+            for c in &clusters {
+                let counts = ecs.task_counts(&c.cluster_name).await?;
+                shaped.push(cluster_json(c, stats, counts));
+            }
             Ok(json!({
-                "clusters": clusters.iter().map(|c| cluster_json(c, stats)).collect::<Vec<_>>(),
+                "clusters": shaped,
                 "failures": failures.iter().map(|(arn, reason)| json!({"arn": arn, "reason": reason})).collect::<Vec<_>>(),
             }))
         }
@@ -282,7 +344,7 @@ pub async fn dispatch(
         }
         EcsAction::DeleteCluster(r) => {
             let c = ecs.delete_cluster(&required("cluster", r.cluster)?).await?;
-            Ok(json!({"cluster": cluster_json(&c, false)}))
+            Ok(json!({"cluster": cluster_json(&c, false, (0, 0))}))
         }
         EcsAction::UpdateCluster(r) => {
             let name = required("cluster", r.cluster)?;
@@ -296,7 +358,7 @@ pub async fn dispatch(
                     },
                 )
                 .await?;
-            Ok(json!({"cluster": cluster_json(&c, false)}))
+            Ok(json!({"cluster": cluster_json(&c, false, (0, 0))}))
         }
         EcsAction::RegisterTaskDefinition(r) => {
             let r = *r;
@@ -409,5 +471,49 @@ pub async fn dispatch(
                 .await?;
             Ok(json!({"tags": tags}))
         }
+        EcsAction::RunTask(spec) => {
+            let out = ecs.run_task(*spec, ids, now).await?;
+            Ok(json!({"tasks": out.tasks, "failures": failures_json(&out.failures)}))
+        }
+        EcsAction::StopTask(r) => {
+            let task = ecs
+                .stop_task(
+                    r.cluster.as_deref(),
+                    &required("task", r.task)?,
+                    r.reason.as_deref(),
+                    now,
+                )
+                .await?;
+            Ok(json!({"task": task}))
+        }
+        EcsAction::DescribeTasks(r) => {
+            let tags = include_tags(&r.include)?;
+            let (tasks, failures) = ecs
+                .describe_tasks(r.cluster.as_deref(), &r.tasks, tags)
+                .await?;
+            Ok(json!({"tasks": tasks, "failures": failures_json(&failures)}))
+        }
+        EcsAction::ListTasks(r) => {
+            if r.daemon_name.is_some() {
+                return Ok(json!({"taskArns": []}));
+            }
+            let (arns, next) = ecs
+                .list_tasks(&TaskFilter {
+                    cluster: r.cluster,
+                    family: r.family,
+                    started_by: r.started_by,
+                    service_name: r.service_name,
+                    desired_status: r.desired_status,
+                    launch_type: r.launch_type,
+                    max_results: r.max_results,
+                    next_token: r.next_token,
+                })
+                .await?;
+            Ok(with_token(json!({"taskArns": arns}), next))
+        }
     }
+}
+
+fn failures_json(failures: &[Failure]) -> Value {
+    serde_json::to_value(failures).unwrap_or_else(|_| json!([]))
 }

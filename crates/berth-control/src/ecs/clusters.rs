@@ -266,8 +266,16 @@ impl Ecs {
         Ok((page.into_iter().map(|c| c.cluster_arn).collect(), next))
     }
 
-    /// DeleteCluster: marks the cluster INACTIVE and returns it.
+    /// DeleteCluster: marks the cluster INACTIVE and returns it. A cluster
+    /// with tasks that have not stopped cannot be deleted.
     pub async fn delete_cluster(&self, name_or_arn: &str) -> Result<Cluster, EcsError> {
+        let name = self.cluster_name(name_or_arn)?;
+        let active = self.active_task_count(&name).await?;
+        if active > 0 {
+            return Err(EcsError::ClusterContainsTasks(format!(
+                "The Cluster cannot be deleted while Tasks are active: cluster {name} has {active} task(s) not STOPPED; stop them with StopTask first"
+            )));
+        }
         self.modify_cluster(name_or_arn, |c| {
             c.status = ClusterStatus::Inactive;
             Ok(())

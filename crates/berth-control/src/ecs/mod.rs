@@ -1,16 +1,33 @@
-//! ECS semantics over the store: clusters, task definitions, tags.
+//! ECS semantics over the store: clusters, task definitions, tags, tasks,
+//! and the hosts that run them.
 //!
 //! Each operation is a method of [`Ecs`]. Writes follow one pattern:
 //! read the record and its mod revision, decide, then write in a transaction
 //! guarded by that mod revision; on conflict, read again (bounded retries).
+//!
+//! Tasks: [`tasks`] (RunTask, StopTask, DescribeTasks, ListTasks), placed by
+//! the pure [`crate::scheduler`] on hosts that [`hosts`] registers; hosts
+//! learn their tasks and report back through [`agent`].
 
+pub mod agent;
 mod clusters;
+pub mod hosts;
+pub mod run_spec;
 mod tags;
+#[cfg(test)]
+mod task_tests;
 mod taskdefs;
+pub mod tasks;
 
+pub use agent::apply_report;
 pub use clusters::{ClusterField, ClusterSpec, ClusterUpdate};
+pub use hosts::{AllocRecord, HostRecord, SubnetCounter, DEFAULT_HEARTBEAT_SECONDS};
 pub use taskdefs::{
     FamilyRecord, FamilyStatusFilter, TaskDefinitionPage, TaskDefinitionRecord, TaskDefinitionRef,
+};
+pub use tasks::{
+    ClientTokenRecord, Failure, PlacementRecord, RunTaskOutput, RunTaskSpec, TaskFilter, TaskIndex,
+    TaskRecord,
 };
 
 use std::collections::hash_map::DefaultHasher;
@@ -42,6 +59,10 @@ pub struct Ecs {
     /// process, so concurrent requests queue instead of failing their
     /// compare-and-swap; the CAS guard still protects against other replicas.
     locks: Arc<Vec<Mutex<()>>>,
+    /// How often agents are told to heartbeat.
+    heartbeat_seconds: u64,
+    /// The first two octets of the /16 host subnets are cut from.
+    task_network: String,
 }
 
 impl Ecs {
@@ -51,7 +72,42 @@ impl Ecs {
             store,
             scope,
             locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+            heartbeat_seconds: DEFAULT_HEARTBEAT_SECONDS,
+            task_network: hosts::TASK_NETWORK_PREFIX.to_string(),
         }
+    }
+
+    /// Sets the heartbeat interval agents are told to keep (at least 1 s);
+    /// a host silent for three intervals gets no new tasks.
+    #[must_use]
+    pub fn with_heartbeat_seconds(mut self, seconds: u64) -> Self {
+        self.heartbeat_seconds = seconds.max(1);
+        self
+    }
+
+    /// Sets the /16 task network that host subnets are cut from, e.g.
+    /// `10.213.0.0/16`. Only the first two octets matter.
+    pub fn with_task_network(mut self, cidr: &str) -> Result<Self, EcsError> {
+        let ip = cidr.split('/').next().unwrap_or("");
+        let octets: Vec<&str> = ip.split('.').collect();
+        let ok = octets.len() == 4 && octets.iter().all(|o| o.parse::<u8>().is_ok());
+        if !ok || !cidr.ends_with("/16") {
+            return Err(EcsError::invalid(format!(
+                "task network {cidr:?} is not an IPv4 /16 such as 10.213.0.0/16"
+            )));
+        }
+        self.task_network = format!("{}.{}", octets[0], octets[1]);
+        Ok(self)
+    }
+
+    /// The first two octets of the task network.
+    pub fn task_network(&self) -> &str {
+        &self.task_network
+    }
+
+    /// The heartbeat interval agents are told to keep.
+    pub fn heartbeat_seconds(&self) -> u64 {
+        self.heartbeat_seconds
     }
 
     /// The write lock covering `key`.

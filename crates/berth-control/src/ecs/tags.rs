@@ -1,4 +1,5 @@
-//! TagResource, UntagResource, ListTagsForResource.
+//! TagResource, UntagResource, ListTagsForResource: clusters, task
+//! definitions and tasks.
 
 use berth_core::arn::{Arn, EcsResource};
 use berth_core::tags::{count_new_keys, merge_tags, validate_tags, Tag, MAX_TAGS};
@@ -33,6 +34,9 @@ impl Ecs {
         arn: &str,
         f: impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
     ) -> Result<(), EcsError> {
+        if let Some((cluster, id)) = self.task_arn_parts(arn) {
+            return self.modify_task_tags(&cluster, &id, f).await;
+        }
         let resource = parse_arn(arn)?;
         self.check_scope(arn)?;
         match resource {
@@ -74,6 +78,14 @@ impl Ecs {
 
     /// ListTagsForResource.
     pub async fn list_tags(&self, arn: &str) -> Result<Vec<Tag>, EcsError> {
+        if let Some((cluster, id)) = self.task_arn_parts(arn) {
+            return match self.task_record(&cluster, &id).await? {
+                Some((rec, _)) => Ok(rec.task.tags),
+                None => Err(EcsError::ResourceNotFound(format!(
+                    "task {id} does not exist in cluster {cluster}"
+                ))),
+            };
+        }
         let resource = parse_arn(arn)?;
         self.check_scope(arn)?;
         match resource {

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_api::{router, ApiState, KeyRing, TokenAuthority};
+use berth_api::{router, ApiState, KeyRing, RandomIds, TokenAuthority};
+use berth_control::logs::FileLogSink;
 use berth_control::Caller;
 use berth_control::{Ecr, Ecs};
 use berth_oci::blobstore::BlobStore;
@@ -74,7 +75,9 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
         )
     })?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let ecs = Ecs::new(store.clone(), dd.scope());
+    let ecs = Ecs::new(store.clone(), dd.scope())
+        .with_task_network(&c.task_network)
+        .map_err(|e| anyhow::anyhow!("--task-network: {e}"))?;
     ecs.ensure_default_cluster()
         .await
         .context("creating the default cluster")?;
@@ -85,6 +88,9 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
             dd.registry_dir().display()
         )
     })?;
+
+    let logs = FileLogSink::new(dd.logs_dir())
+        .with_context(|| format!("opening the task log directory {}", dd.logs_dir().display()))?;
 
     let addr = match c.listen {
         Some(a) => a,
@@ -112,6 +118,8 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
         keys,
         tokens,
         registry_host: bound.to_string(),
+        ids: Arc::new(RandomIds),
+        logs: Arc::new(logs),
     });
     dd.write_endpoint(&url)?;
     tracing::info!(
