@@ -72,6 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"the AWS CLI is not installed next to {sys.executable} ({AWS_CLI})")
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+    for inst in _INSTANCES:
+        inst.stop()
+        inst.reap()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     if exitstatus == 0:
         return
@@ -111,12 +117,26 @@ def run_berth(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------
 
 
-class BerthProcess:
-    """One `berth up` process on its own data directory."""
+_SEQ = iter(range(1, 10_000))
 
-    def __init__(self, data_dir: Path) -> None:
+
+class BerthProcess:
+    """One `berth up` process on its own data directory.
+
+    With `agent=True` (the default) it runs an agent beside the server, with
+    its own bridge, cgroup parent and task network, so that several
+    instances can share the machine; `reap()` removes what they leave.
+    """
+
+    def __init__(self, data_dir: Path, agent: bool = True) -> None:
         self.bin = _berth_bin()
         self.data_dir = Path(data_dir)
+        self.agent = agent
+        n = next(_SEQ)
+        tag = f"{os.getpid() % 10000}n{n}"
+        self.bridge = f"bt{tag}"[:15]
+        self.cgroup_parent = f"berth-t{tag}"
+        self.task_network = f"10.{200 + n % 50}.0.0/16"
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""
@@ -139,8 +159,13 @@ class BerthProcess:
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n===== berth up (started {time.ctime()}) =====\n".encode())
         self._log_file.flush()
+        extra = (
+            ["--bridge", self.bridge, "--cgroup-parent", self.cgroup_parent, "--task-network", self.task_network]
+            if self.agent
+            else ["--no-agent"]
+        )
         self.proc = subprocess.Popen(
-            [self.bin, "up", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"],
+            [self.bin, "up", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *extra],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -206,6 +231,46 @@ class BerthProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self._close_log()
+
+    def reap(self) -> None:
+        """Removes every container, shim, mount, netns, cgroup and bridge this
+        instance's agent made (tests must not leave the machine dirty)."""
+        root = self.data_dir / "agent" / "runner"
+        runc_root = root / "runc"
+        if runc_root.exists():
+            ids = subprocess.run(["runc", "--root", str(runc_root), "list", "-q"], capture_output=True, text=True).stdout.split()
+            for cid in ids:
+                subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", cid], capture_output=True)
+        for pid_file in root.glob("tasks/*/containers/*/shim.pid"):
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+        mounts = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split()[4]
+                if mp.startswith(str(root)):
+                    mounts.append(mp)
+        for mp in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+        for d in (root / "tasks").glob("*") if (root / "tasks").exists() else []:
+            subprocess.run(["ip", "netns", "delete", f"berth-{d.name}"], capture_output=True)
+        if self.agent:
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            for ctrl in Path("/sys/fs/cgroup").iterdir():
+                parent = ctrl / self.cgroup_parent
+                if parent.is_dir():
+                    for d in sorted(parent.rglob("*"), key=lambda p: len(str(p)), reverse=True):
+                        if d.is_dir():
+                            try:
+                                d.rmdir()
+                            except OSError:
+                                pass
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        pass
 
     def restart(self) -> None:
         """Stops the process if it runs and starts a new one on the same data dir."""

@@ -178,7 +178,8 @@ def read_logs(inst: BerthProcess, tid: str, timeout: float = 30, **query: str) -
 
 @pytest.fixture(scope="module")
 def inst(tmp_path_factory):
-    b = BerthProcess(tmp_path_factory.mktemp("berth-tasks") / "data")
+    # The simulated agent is the only host: no real agent beside the server.
+    b = BerthProcess(tmp_path_factory.mktemp("berth-tasks") / "data", agent=False)
     b.start()
     yield b
     b.stop()
