@@ -122,7 +122,7 @@ def main() -> None:
         # Berth.
         bport = free_port()
         bdir = work / "berth"
-        procs.append(subprocess.Popen([berth, "up", "--data-dir", str(bdir), "--listen", f"127.0.0.1:{bport}"],
+        procs.append(subprocess.Popen([berth, "up", "--no-agent", "--data-dir", str(bdir), "--listen", f"127.0.0.1:{bport}"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**env, "BERTH_LOG": "warn"}))
         wait_port(bport)
         out = subprocess.run([berth, "env", "--data-dir", str(bdir)], capture_output=True, text=True, check=True).stdout

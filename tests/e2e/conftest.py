@@ -137,6 +137,8 @@ class BerthProcess:
         self.bridge = f"bt{tag}"[:15]
         self.cgroup_parent = f"berth-t{tag}"
         self.task_network = f"10.{200 + n % 50}.0.0/16"
+        # Set when a separate `berth agent` uses this instance's names.
+        self.reap_agent = False
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""
@@ -159,10 +161,8 @@ class BerthProcess:
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n===== berth up (started {time.ctime()}) =====\n".encode())
         self._log_file.flush()
-        extra = (
-            ["--bridge", self.bridge, "--cgroup-parent", self.cgroup_parent, "--task-network", self.task_network]
-            if self.agent
-            else ["--no-agent"]
+        extra = ["--task-network", self.task_network] + (
+            ["--bridge", self.bridge, "--cgroup-parent", self.cgroup_parent] if self.agent else ["--no-agent"]
         )
         self.proc = subprocess.Popen(
             [self.bin, "up", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *extra],
@@ -256,7 +256,7 @@ class BerthProcess:
             subprocess.run(["umount", "-l", mp], capture_output=True)
         for d in (root / "tasks").glob("*") if (root / "tasks").exists() else []:
             subprocess.run(["ip", "netns", "delete", f"berth-{d.name}"], capture_output=True)
-        if self.agent:
+        if self.agent or self.reap_agent:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
             for ctrl in Path("/sys/fs/cgroup").iterdir():
                 parent = ctrl / self.cgroup_parent

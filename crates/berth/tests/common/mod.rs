@@ -15,7 +15,7 @@ impl Berth {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["up", "--no-agent", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("BERTH_LOG", "warn")
             .stdout(Stdio::null())
