@@ -291,6 +291,11 @@ class BerthProcess:
     # -- conveniences --------------------------------------------------------
 
     @property
+    def net16(self) -> str:
+        """The first two octets of this instance's task network (e.g. `10.203`)."""
+        return ".".join(self.task_network.split(".")[:2])
+
+    @property
     def credentials(self) -> botocore.credentials.Credentials:
         return botocore.credentials.Credentials(
             self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
@@ -316,8 +321,8 @@ class BerthProcess:
         return boto3.session.Session().client("ecs", **kwargs)
 
 
-def _start_instance(tmp_root: Path) -> BerthProcess:
-    inst = BerthProcess(tmp_root / "data")
+def _start_instance(tmp_root: Path, agent: bool = True) -> BerthProcess:
+    inst = BerthProcess(tmp_root / "data", agent=agent)
     inst.start()
     return inst
 
@@ -332,8 +337,9 @@ def berth(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def private_berth(tmp_path_factory: pytest.TempPathFactory):
-    """A Berth instance of the test's own, for tests that kill or restart it."""
-    inst = _start_instance(tmp_path_factory.mktemp("berth-private"))
+    """A Berth instance of the test's own, for tests that kill or restart it
+    (the API and registry only: no agent)."""
+    inst = _start_instance(tmp_path_factory.mktemp("berth-private"), agent=False)
     yield inst
     inst.stop()
 

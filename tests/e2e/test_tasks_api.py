@@ -236,7 +236,7 @@ def test_run_wait_describe_list_stop(inst, agent, client, cli, family):
     assert len(tasks) == 2
     subnet = agent.registered["subnet"]
     prefix = subnet.rsplit(".", 2)[0]  # 10.213.N
-    assert subnet.startswith("10.213.") and subnet.endswith(".0/24")
+    assert subnet.startswith(f"{inst.net16}.") and subnet.endswith(".0/24")
     ips = []
     for t in tasks:
         assert t["taskArn"] == f"arn:aws:ecs:{inst.region}:{inst.account}:task/{cluster}/{task_id(t)}"
@@ -594,11 +594,12 @@ def test_placement_failures(private_berth):
 
     small = FakeAgent(private_berth, cpu=4096, memory=1024)
     small.register()
-    assert small.registered["subnet"] == "10.213.1.0/24"
+    assert small.registered["subnet"] == f"{private_berth.net16}.1.0/24"
     out = client.run_task(taskDefinition=fam, count=3)
     assert len(out["tasks"]) == 2
     assert [f["reason"] for f in out["failures"]] == ["RESOURCE:MEMORY"]
-    assert sorted(details(t)["privateIPv4Address"] for t in out["tasks"]) == ["10.213.1.2", "10.213.1.3"]
+    net = private_berth.net16
+    assert sorted(details(t)["privateIPv4Address"] for t in out["tasks"]) == [f"{net}.1.2", f"{net}.1.3"]
 
     # Stopping one frees its memory and its address.
     first = task_id(out["tasks"][0])
