@@ -102,6 +102,11 @@ impl TaskExecutor for RunnerExecutor {
         out
     }
 
+    fn finished_report(&self, task_id: &str) -> Option<TaskStateReport> {
+        let data = std::fs::read(self.runner.finished_dir(task_id).join("report.json")).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
     fn forget_logs(&self, task_id: &str) {
         if let Err(e) = self.runner.forget_task(task_id) {
             tracing::warn!(task = task_id, error = %e, "forgetting a finished task failed");

@@ -627,8 +627,19 @@ impl Inner {
                 task_dir.display()
             )));
         }
-        remove_dir_all_if_exists(&task_dir)?;
-        Ok(())
+        // A concurrent stop request may drop a file in while we remove the
+        // directory (ENOTEMPTY): try again a few times.
+        let mut attempt = 0;
+        loop {
+            match remove_dir_all_if_exists(&task_dir) {
+                Ok(_) => return Ok(()),
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Best effort: every step runs even if an earlier one failed; the

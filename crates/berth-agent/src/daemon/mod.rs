@@ -90,6 +90,8 @@ pub trait TaskExecutor: Send + Sync + 'static {
     fn log_files(&self, task_id: &str) -> Vec<(String, PathBuf)>;
     /// Deletes a task's log files once they were shipped.
     fn forget_logs(&self, task_id: &str);
+    /// The final report of a task this host already tore down, if kept.
+    fn finished_report(&self, task_id: &str) -> Option<TaskStateReport>;
 }
 
 /// Makes the executor once the control plane has assigned the host its
@@ -295,7 +297,9 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                 let adopt = shared.existing.contains(&t.task_id);
                 tokio::spawn(worker(shared.clone(), t, adopt));
             }
-            (TaskStatus::Stopped, Some(false)) => {
+            // desired STOPPED without a stop reason mirrors a stop the task
+            // made itself: its worker is already finishing it.
+            (TaskStatus::Stopped, Some(false)) if t.stop_reason.is_some() => {
                 tracked.insert(t.task_id.clone(), true);
                 drop(tracked);
                 let reason = t
@@ -307,22 +311,35 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                     .stop_task(&t.task_id, StopCode::UserInitiated, &reason);
             }
             (TaskStatus::Stopped, None) if shared.existing.contains(&t.task_id) => {
-                // A sandbox from before a restart that should stop: adopt it,
-                // then stop it through the worker.
-                tracked.insert(t.task_id.clone(), true);
+                // A sandbox from before a restart that should stop: adopt it;
+                // forward the stop only if the control plane asked for one
+                // (otherwise the task is already stopping by itself).
+                tracked.insert(t.task_id.clone(), t.stop_reason.is_some());
                 drop(tracked);
-                let reason = t
-                    .stop_reason
-                    .clone()
-                    .unwrap_or_else(|| "Task stopped by user".into());
                 let shared2 = shared.clone();
                 let id = t.task_id.clone();
+                let reason = t.stop_reason.clone();
                 tokio::spawn(async move {
                     let s = shared2.clone();
                     let w = tokio::spawn(worker(shared2, t, true));
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    s.executor.stop_task(&id, StopCode::UserInitiated, &reason);
+                    if let Some(reason) = reason {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        s.executor.stop_task(&id, StopCode::UserInitiated, &reason);
+                    }
                     let _ = w.await;
+                });
+            }
+            (TaskStatus::Stopped, None)
+                if shared.executor.finished_report(&t.task_id).is_some() =>
+            {
+                // Torn down before a crash, the final report not yet taken.
+                drop(tracked);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Some(r) = shared.executor.finished_report(&t.task_id) {
+                        send_report(&shared.control, &t.task_id, &r).await;
+                        shared.executor.forget_logs(&t.task_id);
+                    }
                 });
             }
             (TaskStatus::Stopped, None) => {
@@ -345,7 +362,7 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                         pull_stopped_at: None,
                         started_at: None,
                         execution_stopped_at: None,
-                        stop_code: Some(StopCode::UserInitiated),
+                        stop_code: t.stop_reason.as_ref().map(|_| StopCode::UserInitiated),
                         stopped_reason: t.stop_reason.clone(),
                         health_status: HealthStatus::Unknown,
                     };

@@ -199,10 +199,25 @@ impl Ecs {
                 ip: host.address(p.octet),
                 prefix_len: HOST_PREFIX_LEN,
                 gateway: host.gateway(),
-                stop_reason: if rec.task.desired_status == TaskStatus::Stopped {
-                    rec.task.stopped_reason.clone()
-                } else {
-                    None
+                // Set only when the control plane asked for the stop (StopTask,
+                // a service's scheduler, a lost host), not when the server is
+                // merely mirroring a stop the task made itself (an essential
+                // container exited): the agent must not be told to stop twice.
+                stop_reason: match (rec.task.desired_status, rec.task.stop_code) {
+                    (
+                        TaskStatus::Stopped,
+                        Some(
+                            StopCode::UserInitiated
+                            | StopCode::ServiceSchedulerInitiated
+                            | StopCode::InfrastructureHealth,
+                        ),
+                    ) => Some(
+                        rec.task
+                            .stopped_reason
+                            .clone()
+                            .unwrap_or_else(|| "Task stopped by user".to_string()),
+                    ),
+                    _ => None,
                 },
             });
         }
