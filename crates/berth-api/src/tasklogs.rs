@@ -47,7 +47,7 @@ pub const PREFIX: &str = "/berth/v1";
 pub const FOLLOW_LIMIT: Duration = Duration::from_secs(600);
 
 /// How often a follow looks for new lines.
-pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
+pub const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
 /// Lines read per page.
 const PAGE: usize = 1000;

@@ -450,10 +450,14 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
     // The reporter: forwards snapshots in order, filling in what only the
     // daemon knows (pull times) and first-seen times.
     let pull_times: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>> = Arc::default();
+    // Before the STOPPED report goes out, the task's last log lines are
+    // shipped, so a reader following the logs sees them all.
+    let (flush_tx, mut flush_rx) = mpsc::channel::<tokio::sync::oneshot::Sender<()>>(4);
     let reporter = {
         let control = shared.control.clone();
         let id = id.clone();
         let pull_times = pull_times.clone();
+        let flush_tx = flush_tx.clone();
         tokio::spawn(async move {
             let mut started_at = None;
             let mut exec_stopped_at = None;
@@ -472,6 +476,12 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
                 if r.last_status >= TaskStatus::Deactivating {
                     exec_stopped_at = exec_stopped_at.or(r.execution_stopped_at).or(Some(now()));
                     r.execution_stopped_at = r.execution_stopped_at.or(exec_stopped_at);
+                }
+                if r.last_status == TaskStatus::Stopped {
+                    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                    if flush_tx.send(done_tx).await.is_ok() {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
+                    }
                 }
                 send_report(&control, &id, &r).await;
             }
@@ -516,6 +526,8 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
     }
 
     if let Some(reason) = failure {
+        // No logs to ship: the reporter must not wait for a flush.
+        drop(flush_rx);
         tracing::warn!(task = %id, reason = %reason, "task failed to start");
         let _ = tx
             .send(TaskStateReport {
@@ -580,7 +592,12 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
                             ship.ship(&shared.control, &id, &files).await;
                             return;
                         }
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        Some(ack) = flush_rx.recv() => {
+                            let files = shared.executor.log_files(&id);
+                            ship.ship(&shared.control, &id, &files).await;
+                            let _ = ack.send(());
+                        }
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     }
                 }
             })

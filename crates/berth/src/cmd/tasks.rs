@@ -177,7 +177,7 @@ pub fn run(
                 }
                 return Ok(i32::try_from(code.unwrap_or(1)).unwrap_or(1));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
 }
