@@ -118,6 +118,9 @@ def run_berth(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 
 
 _SEQ = iter(range(1, 10_000))
+# Each session starts at its own offset in 10.200-10.249, so two test runs on
+# one machine (a developer's and CI's) rarely pick the same task networks.
+_NET_BASE = os.getpid() % 50
 
 
 class BerthProcess:
@@ -136,7 +139,7 @@ class BerthProcess:
         tag = f"{os.getpid() % 10000}n{n}"
         self.bridge = f"bt{tag}"[:15]
         self.cgroup_parent = f"berth-t{tag}"
-        self.task_network = f"10.{200 + n % 50}.0.0/16"
+        self.task_network = f"10.{200 + (_NET_BASE + n) % 50}.0.0/16"
         # Set when a separate `berth agent` uses this instance's names.
         self.reap_agent = False
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
@@ -258,6 +261,8 @@ class BerthProcess:
             subprocess.run(["ip", "netns", "delete", f"berth-{d.name}"], capture_output=True)
         if self.agent or self.reap_agent:
             subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            for rule in (["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"], ["-j", "DROP"]):
+                subprocess.run(["iptables", "-D", "INPUT", "-i", self.bridge, *rule], capture_output=True)
             for ctrl in Path("/sys/fs/cgroup").iterdir():
                 parent = ctrl / self.cgroup_parent
                 if parent.is_dir():

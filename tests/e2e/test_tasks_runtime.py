@@ -207,3 +207,43 @@ def test_berth_run_streams_output_and_exits_with_the_code(berth, image):
     out = run_berth("run", "--data-dir", str(berth.data_dir), image, "--", "sh", "-c", "echo via-berth-run; exit 3", timeout=120)
     assert out.returncode == 3, (out.stdout, out.stderr)
     assert "via-berth-run" in out.stdout
+
+
+def test_tasks_cannot_reach_the_host(berth, ecs, image):
+    """A task may answer the host, but not open connections to it: a server
+    the host runs on all its addresses (so also on the task bridge's
+    gateway address) is out of the task's reach."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", 0))
+    srv.listen(8)
+    srv.settimeout(60)
+    port = srv.getsockname()[1]
+    hits = []
+
+    def accept() -> None:
+        try:
+            while True:
+                c, addr = srv.accept()
+                hits.append(addr)
+                c.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        # The gateway is .1 of the host's task subnet: learn it from a first task.
+        probe = _run(ecs, _taskdef(unique("probe"), [{"name": "main", "image": image, "command": ["true"]}]))
+        gateway = _ip(_wait(ecs, probe["taskArn"], "STOPPED")).rsplit(".", 1)[0] + ".1"
+        t = _run(ecs, _taskdef(unique("nohost"), [{"name": "main", "image": image, "command": [
+            "sh", "-c", f"echo hello | busybox nc -w 3 {gateway} {port}; echo attempt-rc=$?"]}]))
+        _wait(ecs, t["taskArn"], "STOPPED", timeout=60)
+        logs = run_berth("logs", t["taskArn"].rsplit("/", 1)[1], "--data-dir", str(berth.data_dir)).stdout
+        # busybox nc exits 1 when the connection times out (0 when it connects).
+        assert "attempt-rc=1" in logs, logs
+        assert hits == [], f"a task opened a connection to the host at {gateway}: {hits}"
+    finally:
+        srv.close()

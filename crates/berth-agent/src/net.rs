@@ -51,14 +51,73 @@ fn ip_ok(sys: &dyn Sys, args: &[&str]) -> bool {
     ip(sys, args).is_ok()
 }
 
+const IPTABLES: &str = "/usr/sbin/iptables";
+
+fn iptables_ok(sys: &dyn Sys, args: &[&str]) -> bool {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    sys.run(Path::new(IPTABLES), &args).is_ok_and(|o| o.success)
+}
+
+/// The host's firewall rules for the bridge: a task may answer connections
+/// the host opened (to reach a task at its IP), but may not open
+/// connections to the host itself (its gateway address, or any other
+/// address of the host): tasks never reach the host's services.
+pub fn host_guard_rules(bridge: &str) -> [Vec<String>; 2] {
+    let b = bridge.to_string();
+    [
+        [
+            "INPUT",
+            "-i",
+            &b,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        ["INPUT", "-i", &b, "-j", "DROP"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    ]
+}
+
+/// Installs [`host_guard_rules`] once (checked with `iptables -C`).
+pub fn ensure_host_guard(sys: &dyn Sys, bridge: &str) -> Result<(), RunnerError> {
+    for rule in host_guard_rules(bridge) {
+        let check: Vec<&str> = std::iter::once("-C")
+            .chain(rule.iter().map(String::as_str))
+            .collect();
+        if iptables_ok(sys, &check) {
+            continue;
+        }
+        let add: Vec<&str> = std::iter::once("-A")
+            .chain(rule.iter().map(String::as_str))
+            .collect();
+        if !iptables_ok(sys, &add) {
+            return Err(RunnerError::Prerequisite(format!(
+                "cannot install the firewall rule `iptables {}` that keeps tasks from reaching the host; is iptables (with conntrack) available?",
+                add.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the bridge if it is missing, gives it the gateway address and
-/// brings it up. Idempotent.
+/// brings it up, and keeps tasks from opening connections to the host.
+/// Idempotent.
 pub fn ensure_bridge(sys: &dyn Sys, bridge: &str, gateway_cidr: &str) -> Result<(), RunnerError> {
     if !ip_ok(sys, &["link", "show", "dev", bridge]) {
         ip(sys, &["link", "add", bridge, "type", "bridge"])?;
     }
     ip(sys, &["addr", "replace", gateway_cidr, "dev", bridge])?;
     ip(sys, &["link", "set", bridge, "up"])?;
+    ensure_host_guard(sys, bridge)?;
     Ok(())
 }
 

@@ -201,6 +201,11 @@ impl Drop for Env {
             sh("umount", &["-l", m.to_str().unwrap()]);
         }
         sh("ip", &["link", "del", "dev", &self.cfg.bridge]);
+        for rule in berth_agent::net::host_guard_rules(&self.cfg.bridge) {
+            let mut args = vec!["-D"];
+            args.extend(rule.iter().map(String::as_str));
+            sh("iptables", &args);
+        }
         for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let _ = std::fs::remove_dir(c.path().join(&self.cfg.cgroup_parent));
         }
