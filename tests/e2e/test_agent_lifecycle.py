@@ -201,3 +201,36 @@ def test_no_leftovers_after_fifty_tasks(split, tmp_path):
             break
         assert time.monotonic() < deadline, json.dumps(left, indent=1)
         time.sleep(0.5)
+
+
+def test_adopted_task_survives_a_failed_pull(split, tmp_path):
+    """After an agent restart, a running task whose image can no longer be
+    pulled is adopted, not reported STOPPED (its address stays its own)."""
+    split.start_agent()
+    image = push_busybox(split.inst, tmp_path)
+    ecs = split.ecs()
+    td = ecs.register_task_definition(**_taskdef(unique("keep"), [
+        {"name": "web", "image": image, "command": ["httpd", "-f", "-p", "8080", "-h", "/www"], "stopTimeout": 2}]))
+    arn = ecs.run_task(taskDefinition=td["taskDefinition"]["taskDefinitionArn"])["tasks"][0]["taskArn"]
+    ip = _ip(_wait(ecs, arn, "RUNNING"))
+    split.kill9_agent()
+    e = split.inst.env
+    ecr = boto3.session.Session().client(
+        "ecr", endpoint_url=e["AWS_ENDPOINT_URL"], aws_access_key_id=e["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=e["AWS_SECRET_ACCESS_KEY"], region_name=e["AWS_REGION"])
+    ecr.batch_delete_image(repositoryName="test/bb", imageIds=[{"imageTag": "1"}])
+    # (The manifest is always resolved from the registry, so the pull now
+    # fails even though the layers are cached.)
+    split.start_agent()
+    time.sleep(3)
+    t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+    assert t["lastStatus"] == "RUNNING", t
+    assert _get(f"http://{ip}:8080/") == "still here\n"
+    # A new task does not get the address of the one still running.
+    td2 = ecs.register_task_definition(**_taskdef(unique("other"), [
+        {"name": "main", "image": f"{e['BERTH_REGISTRY']}/missing/x:1"}]))
+    arn2 = ecs.run_task(taskDefinition=td2["taskDefinition"]["taskDefinitionArn"])["tasks"][0]["taskArn"]
+    assert _ip(ecs.describe_tasks(tasks=[arn2])["tasks"][0]) != ip
+    ecs.stop_task(task=arn)
+    _wait(ecs, arn, "STOPPED", timeout=60)
+    _wait(ecs, arn2, "STOPPED", timeout=60)

@@ -239,11 +239,31 @@ def test_tasks_cannot_reach_the_host(berth, ecs, image):
         probe = _run(ecs, _taskdef(unique("probe"), [{"name": "main", "image": image, "command": ["true"]}]))
         gateway = _ip(_wait(ecs, probe["taskArn"], "STOPPED")).rsplit(".", 1)[0] + ".1"
         t = _run(ecs, _taskdef(unique("nohost"), [{"name": "main", "image": image, "command": [
-            "sh", "-c", f"echo hello | busybox nc -w 3 {gateway} {port}; echo attempt-rc=$?"]}]))
+            "sh", "-c", f"echo hello | busybox nc -w 3 {gateway} {port}; echo attempt-rc=$?; "
+            "echo ipv6-addresses=$(cat /proc/net/if_inet6 | busybox wc -l)"]}]))
         _wait(ecs, t["taskArn"], "STOPPED", timeout=60)
         logs = run_berth("logs", t["taskArn"].rsplit("/", 1)[1], "--data-dir", str(berth.data_dir)).stdout
         # busybox nc exits 1 when the connection times out (0 when it connects).
         assert "attempt-rc=1" in logs, logs
+        # No IPv6 at all inside the task: no link-local path to the host.
+        assert "ipv6-addresses=0" in logs, logs
         assert hits == [], f"a task opened a connection to the host at {gateway}: {hits}"
     finally:
         srv.close()
+
+
+def test_logs_are_complete_and_not_repeated(berth, ecs, image):
+    """Lines shipped while the task runs are not sent again when its log file
+    moves at teardown; big lines are split into batches the server takes."""
+    t = _run(ecs, _taskdef(unique("lines"), [{"name": "main", "image": image, "command": [
+        "sh", "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); [ $((i % 50)) -eq 0 ] && sleep 0.3; done; "
+        "x=$(busybox head -c 3000 /dev/zero | busybox tr '\\\\0' y); j=0; "
+        "while [ $j -lt 400 ]; do echo big-$j-$x; j=$((j+1)); done; echo END"]}]))
+    _wait(ecs, t["taskArn"], "STOPPED", timeout=90)
+    out = run_berth("logs", t["taskArn"].rsplit("/", 1)[1], "--data-dir", str(berth.data_dir)).stdout.splitlines()
+    small = [l for l in out if l.startswith("line-")]
+    big = [l for l in out if l.startswith("big-")]
+    assert small == [f"line-{i}" for i in range(300)], (len(small), small[:3])
+    assert len(big) == 400 and len(set(big)) == 400, len(big)
+    assert out[-1] == "END" and out.count("END") == 1

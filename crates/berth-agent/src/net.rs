@@ -115,11 +115,31 @@ pub fn ensure_bridge(sys: &dyn Sys, bridge: &str, gateway_cidr: &str) -> Result<
     if !ip_ok(sys, &["link", "show", "dev", bridge]) {
         ip(sys, &["link", "add", bridge, "type", "bridge"])?;
     }
+    // No IPv6 on the bridge: the host must not be reachable from tasks
+    // over a link-local address either (the firewall rules are IPv4).
+    sysctl(sys, &format!("net.ipv6.conf.{bridge}.disable_ipv6=1"))?;
     ip(sys, &["addr", "replace", gateway_cidr, "dev", bridge])?;
     ip(sys, &["link", "set", bridge, "up"])?;
     ensure_host_guard(sys, bridge)?;
     Ok(())
 }
+
+fn sysctl(sys: &dyn Sys, setting: &str) -> Result<(), RunnerError> {
+    let args = vec!["-q".to_string(), "-w".to_string(), setting.to_string()];
+    match sys.run(Path::new(SYSCTL), &args) {
+        Ok(o) if o.success => Ok(()),
+        Ok(o) => Err(RunnerError::Command {
+            command: format!("sysctl -w {setting}"),
+            message: o.stderr.trim().to_string(),
+        }),
+        Err(e) => Err(RunnerError::Command {
+            command: format!("sysctl -w {setting}"),
+            message: e.to_string(),
+        }),
+    }
+}
+
+const SYSCTL: &str = "/usr/sbin/sysctl";
 
 /// Creates (or completes) the task's namespace and interfaces. Idempotent.
 pub fn setup(
@@ -135,6 +155,20 @@ pub fn setup(
     if !sys.exists(&netns_path(task_id)) {
         ip(sys, &["netns", "add", &ns])?;
     }
+    // IPv4 only inside the task (no link-local IPv6 path to the host).
+    ip(
+        sys,
+        &[
+            "netns",
+            "exec",
+            &ns,
+            SYSCTL,
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    )?;
     ip(sys, &["-n", &ns, "link", "set", "lo", "up"])?;
     if !ip_ok(sys, &["-n", &ns, "link", "show", "dev", "eth0"]) {
         // A host side without its peer is a leftover.
@@ -271,6 +305,7 @@ mod tests {
             runs,
             vec![
                 "run ip netns add berth-t1",
+                "run ip netns exec berth-t1 /usr/sbin/sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
                 "run ip -n berth-t1 link set lo up",
                 "run ip link add bvt1 type veth peer name eth0 netns berth-t1",
                 "run ip link set dev bvt1 master berth0",

@@ -118,7 +118,10 @@ pub const DENIED_SYSCALLS: &[&str] = &[
     "pivot_root",
     "process_vm_readv",
     "process_vm_writev",
-    "ptrace",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
     "query_module",
     "quotactl",
     "reboot",
@@ -338,17 +341,46 @@ pub fn rlimits(
         .collect())
 }
 
+/// Namespace flags a container may not pass to `clone` (it would get a new
+/// user namespace with a full capability set in it, a common path to kernel
+/// attack surface such as nf_tables).
+const CLONE_NAMESPACE_FLAGS: &[u64] = &[
+    0x0002_0000, // CLONE_NEWNS
+    0x0200_0000, // CLONE_NEWCGROUP
+    0x0400_0000, // CLONE_NEWUTS
+    0x0800_0000, // CLONE_NEWIPC
+    0x1000_0000, // CLONE_NEWUSER
+    0x2000_0000, // CLONE_NEWPID
+    0x4000_0000, // CLONE_NEWNET
+];
+
 /// The default seccomp profile: allow, with [`DENIED_SYSCALLS`] failing
-/// with EPERM.
-pub fn seccomp_profile() -> Value {
+/// with EPERM, `clone` with any namespace flag failing with EPERM, and
+/// `clone3` answering ENOSYS (its flags cannot be inspected, so libc falls
+/// back to `clone`). `ptrace` is allowed only when the container adds
+/// `SYS_PTRACE` (the one capability Fargate lets a task add).
+pub fn seccomp_profile(allow_ptrace: bool) -> Value {
+    let mut syscalls = vec![json!({
+        "names": DENIED_SYSCALLS,
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": 1
+    })];
+    if !allow_ptrace {
+        syscalls.push(json!({"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}));
+    }
+    for flag in CLONE_NAMESPACE_FLAGS {
+        syscalls.push(json!({
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]
+        }));
+    }
+    syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}));
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{
-            "names": DENIED_SYSCALLS,
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": 1
-        }]
+        "syscalls": syscalls,
     })
 }
 
@@ -493,7 +525,7 @@ pub fn build_config(c: &ContainerSpec, p: &BundleParams<'_>) -> Result<Value, Sp
             ],
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
-            "seccomp": seccomp_profile(),
+            "seccomp": seccomp_profile(caps.iter().any(|c| c == "CAP_SYS_PTRACE")),
         }
     }))
 }
@@ -779,9 +811,28 @@ mod tests {
         let seccomp = &cfg["linux"]["seccomp"];
         assert_eq!(seccomp["defaultAction"], json!("SCMP_ACT_ALLOW"));
         let denied = seccomp["syscalls"][0]["names"].as_array().unwrap();
+        let rules = seccomp["syscalls"].as_array().unwrap();
+        // ptrace is denied unless SYS_PTRACE is added; clone with namespace
+        // flags is denied; clone3 answers ENOSYS.
+        assert!(rules.iter().any(|r| r["names"] == json!(["ptrace"])));
+        assert_eq!(
+            rules
+                .iter()
+                .filter(|r| r["names"] == json!(["clone"]))
+                .count(),
+            7
+        );
+        assert!(rules
+            .iter()
+            .any(|r| r["names"] == json!(["clone3"]) && r["errnoRet"] == json!(38)));
+        assert!(!seccomp_profile(true)["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["names"] == json!(["ptrace"])));
         for s in [
             "mount",
-            "ptrace",
+            "io_uring_setup",
             "unshare",
             "setns",
             "kexec_load",

@@ -228,13 +228,20 @@ impl ControlClient {
         .await
     }
 
-    /// Reports a task's state.
-    pub async fn report(&self, task_id: &str, r: &TaskStateReport) -> Result<(), ControlError> {
+    /// Reports a task's state, as the host `host_id` (the control plane
+    /// refuses a report for a task placed on another host).
+    pub async fn report(
+        &self,
+        host_id: &str,
+        task_id: &str,
+        r: &TaskStateReport,
+    ) -> Result<(), ControlError> {
+        let q = format!("hostId={host_id}");
         let _: serde_json::Value = self
             .call(
                 Method::POST,
                 &format!("{PREFIX}/tasks/{task_id}/state"),
-                None,
+                Some(&q),
                 Some(r),
                 Duration::from_secs(15),
             )

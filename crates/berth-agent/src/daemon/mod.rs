@@ -128,12 +128,33 @@ fn now() -> Timestamp {
 
 struct Shared {
     control: ControlClient,
+    /// This host's id; replaced when the agent registers again.
+    host_id: std::sync::RwLock<String>,
+    /// Tasks this agent saw to the end: never started again, whatever an
+    /// out-of-date assignment says.
+    done: Mutex<HashSet<String>>,
     executor: Arc<dyn TaskExecutor>,
     puller: pull::Puller,
     /// Tasks supervised by a worker, and whether a stop was sent.
     tracked: Mutex<HashMap<String, bool>>,
-    /// Sandboxes found at start (adoptable).
-    existing: HashSet<String>,
+    /// Sandboxes found at start (adoptable); an id leaves once adopted.
+    existing: Mutex<HashSet<String>>,
+    /// Where log positions are kept across agent restarts.
+    logship_dir: PathBuf,
+}
+
+impl Shared {
+    fn host(&self) -> String {
+        self.host_id.read().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn is_existing(&self, id: &str) -> bool {
+        self.existing.lock().is_ok_and(|e| e.contains(id))
+    }
+
+    fn is_done(&self, id: &str) -> bool {
+        self.done.lock().is_ok_and(|d| d.contains(id))
+    }
 }
 
 async fn register(control: &ControlClient, cfg: &AgentConfig) -> HostRegistered {
@@ -197,15 +218,17 @@ pub async fn run(
     )?;
     let shared = Arc::new(Shared {
         control: control.clone(),
+        host_id: std::sync::RwLock::new(registered.host_id.clone()),
+        done: Mutex::new(HashSet::new()),
         executor,
         puller,
         tracked: Mutex::new(HashMap::new()),
-        existing,
+        existing: Mutex::new(existing),
+        logship_dir: cfg.state_dir.join("logship"),
     });
 
     // Heartbeats.
     let hb_shared = shared.clone();
-    let hb_host = registered.host_id.clone();
     let hb_every = Duration::from_secs(registered.heartbeat_seconds.max(1));
     let heartbeat = tokio::spawn(async move {
         let mut tick = tokio::time::interval(hb_every);
@@ -219,7 +242,7 @@ pub async fn run(
             if let Err(e) = hb_shared
                 .control
                 .heartbeat(
-                    &hb_host,
+                    &hb_shared.host(),
                     &Heartbeat {
                         running_tasks: running,
                     },
@@ -265,7 +288,11 @@ pub async fn run(
                     );
                     let _ = std::fs::remove_file(cfg.state_dir.join("host-id"));
                     registered = register(&shared.control, &cfg).await;
+                    if let Ok(mut h) = shared.host_id.write() {
+                        h.clone_from(&registered.host_id);
+                    }
                     after = 0;
+                    cleaned = false;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "polling assignments failed; retrying");
@@ -286,6 +313,9 @@ pub async fn run(
 /// Compares the desired state with the supervised tasks and acts.
 fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
     for t in tasks {
+        if shared.is_done(&t.task_id) {
+            continue;
+        }
         let mut tracked = match shared.tracked.lock() {
             Ok(t) => t,
             Err(p) => p.into_inner(),
@@ -294,7 +324,7 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
             (TaskStatus::Running, None) => {
                 tracked.insert(t.task_id.clone(), false);
                 drop(tracked);
-                let adopt = shared.existing.contains(&t.task_id);
+                let adopt = shared.is_existing(&t.task_id);
                 tokio::spawn(worker(shared.clone(), t, adopt));
             }
             // desired STOPPED without a stop reason mirrors a stop the task
@@ -310,7 +340,7 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                     .executor
                     .stop_task(&t.task_id, StopCode::UserInitiated, &reason);
             }
-            (TaskStatus::Stopped, None) if shared.existing.contains(&t.task_id) => {
+            (TaskStatus::Stopped, None) if shared.is_existing(&t.task_id) => {
                 // A sandbox from before a restart that should stop: adopt it;
                 // forward the stop only if the control plane asked for one
                 // (otherwise the task is already stopping by itself).
@@ -337,8 +367,16 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     if let Some(r) = shared.executor.finished_report(&t.task_id) {
-                        send_report(&shared.control, &t.task_id, &r).await;
+                        let mut ship = logship::LogShipper::load(&shared.logship_dir, &t.task_id);
+                        ship.ship(
+                            &shared.control,
+                            &t.task_id,
+                            &shared.executor.log_files(&t.task_id),
+                        )
+                        .await;
+                        send_report(&shared.control, &shared.host(), &t.task_id, &r).await;
                         shared.executor.forget_logs(&t.task_id);
+                        ship.forget();
                     }
                 });
             }
@@ -366,7 +404,7 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                         stopped_reason: t.stop_reason.clone(),
                         health_status: HealthStatus::Unknown,
                     };
-                    send_report(&shared.control, &t.task_id, &report).await;
+                    send_report(&shared.control, &shared.host(), &t.task_id, &report).await;
                 });
             }
             _ => {}
@@ -387,10 +425,15 @@ fn container_report(name: &str, status: &str, reason: Option<String>) -> Contain
 }
 
 /// Sends a report until the control plane takes it (or refuses it for good).
-async fn send_report(control: &ControlClient, task_id: &str, report: &TaskStateReport) {
+async fn send_report(
+    control: &ControlClient,
+    host_id: &str,
+    task_id: &str,
+    report: &TaskStateReport,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match control.report(task_id, report).await {
+        match control.report(host_id, task_id, report).await {
             Ok(()) => return,
             Err(e) if e.is_permanent() => {
                 tracing::warn!(task = task_id, error = %e, "the control plane refused a state report");
@@ -441,6 +484,11 @@ pub fn apply_overrides(
 /// Supervises one task from pull to STOPPED.
 async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
     let id = t.task_id.clone();
+    if adopt {
+        if let Ok(mut e) = shared.existing.lock() {
+            e.remove(&id);
+        }
+    }
     let (tx, mut rx) = mpsc::channel::<TaskStateReport>(64);
     let defs = apply_overrides(
         &t.task_definition.input.container_definitions,
@@ -455,6 +503,7 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
     let (flush_tx, mut flush_rx) = mpsc::channel::<tokio::sync::oneshot::Sender<()>>(4);
     let reporter = {
         let control = shared.control.clone();
+        let shared_r = shared.clone();
         let id = id.clone();
         let pull_times = pull_times.clone();
         let flush_tx = flush_tx.clone();
@@ -483,7 +532,7 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
                         let _ = tokio::time::timeout(Duration::from_secs(5), done_rx).await;
                     }
                 }
-                send_report(&control, &id, &r).await;
+                send_report(&control, &shared_r.host(), &id, &r).await;
             }
         })
     };
@@ -515,6 +564,17 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
         let image = d.image.clone().unwrap_or_default();
         match shared.puller.pull(&image).await {
             Ok(p) => pulled.push(p),
+            Err(e) if adopt => {
+                // The sandbox exists and its containers run: adopt it with
+                // what is known. Only containers not started yet need the
+                // layers, and they fail to start with this reason.
+                tracing::warn!(task = %id, error = %e, "pull failed while adopting a running task; adopting it anyway");
+                pulled.push(pull::PulledImage {
+                    digest: String::new(),
+                    layers: Vec::new(),
+                    config: RunConfig::default(),
+                });
+            }
             Err(e) => {
                 failure = Some(format!("CannotPullContainerError: {e}"));
                 break;
@@ -582,7 +642,7 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
             let id = id.clone();
             let done = done.clone();
             tokio::spawn(async move {
-                let mut ship = logship::LogShipper::default();
+                let mut ship = logship::LogShipper::load(&shared.logship_dir, &id);
                 loop {
                     let files = shared.executor.log_files(&id);
                     ship.ship(&shared.control, &id, &files).await;
@@ -602,8 +662,34 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
                 }
             })
         };
-        if let Err(e) = shared.executor.run_task(launch, tx.clone()).await {
-            tracing::warn!(task = %id, error = %e, "the runner failed");
+        // A runner failure after the sandbox exists (a teardown that keeps
+        // failing, an I/O error) must not be reported as STOPPED while
+        // something may still run and hold the task's address: run_task is
+        // retried (it adopts what exists); only a spec the runner refuses
+        // outright, or a failure that persists, ends in a STOPPED report.
+        let mut result = Ok(());
+        for attempt in 0..5u32 {
+            result = shared.executor.run_task(launch.clone(), tx.clone()).await;
+            match &result {
+                Ok(()) => break,
+                Err(e) if e.contains("already supervised") => break,
+                Err(e) if e.contains("invalid task spec") => break,
+                Err(e) => {
+                    tracing::warn!(task = %id, attempt, error = %e, "the runner failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                }
+            }
+        }
+        if let Err(e) = result.clone() {
+            if e.contains("already supervised") {
+                // Another worker owns it.
+                done.notify_one();
+                let _ = shipper.await;
+                drop(tx);
+                let _ = reporter.await;
+                return;
+            }
+            tracing::error!(task = %id, error = %e, "the runner failed for good");
             let reason = if e.starts_with("Cannot") {
                 e
             } else {
@@ -634,11 +720,17 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
         }
         done.notify_one();
         let _ = shipper.await;
-        shared.executor.forget_logs(&id);
     }
     drop(pulled);
     drop(tx);
     let _ = reporter.await;
+    // Remembered before anything is forgotten, so an out-of-date assignment
+    // can never start the task again.
+    if let Ok(mut d) = shared.done.lock() {
+        d.insert(id.clone());
+    }
+    shared.executor.forget_logs(&id);
+    logship::LogShipper::load(&shared.logship_dir, &id).forget();
     if let Ok(mut t) = shared.tracked.lock() {
         t.remove(&id);
     }
