@@ -24,6 +24,7 @@
 //!
 //! Start with [`ecs::Ecs`]; [`keys`] documents the key layout in the store.
 
+pub mod controller;
 pub mod ecr;
 pub mod ecs;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod logs;
 pub mod page;
 pub mod scheduler;
+pub mod service_reconciler;
 
 pub use ecr::{Ecr, EcrError};
 pub use ecs::Ecs;

@@ -13,6 +13,8 @@ pub mod agent;
 mod clusters;
 pub mod hosts;
 pub mod run_spec;
+mod service_apply;
+pub mod services;
 mod tags;
 #[cfg(test)]
 mod task_tests;
@@ -22,6 +24,11 @@ pub mod tasks;
 pub use agent::apply_report;
 pub use clusters::{ClusterField, ClusterSpec, ClusterUpdate};
 pub use hosts::{AllocRecord, HostRecord, SubnetCounter, DEFAULT_HEARTBEAT_SECONDS};
+pub use service_apply::ReconcileOutcome;
+pub use services::{
+    CompletedDeployment, CreateServiceSpec, DeploymentRecord, ServiceFilter, ServiceRecord,
+    UpdateServiceSpec,
+};
 pub use taskdefs::{
     FamilyRecord, FamilyStatusFilter, TaskDefinitionPage, TaskDefinitionRecord, TaskDefinitionRef,
 };
