@@ -1159,9 +1159,11 @@ impl Ecs {
         let fargate = match f.launch_type.as_deref() {
             None | Some("FARGATE") => true,
             Some("EC2" | "EXTERNAL" | "MANAGED_INSTANCES") => false,
-            Some(o) => return Err(EcsError::invalid(format!(
+            Some(o) => {
+                return Err(EcsError::invalid(format!(
                 "launchType {o:?} is not valid (use FARGATE, EC2, EXTERNAL or MANAGED_INSTANCES)"
-            ))),
+            )))
+            }
         };
         let replica = match f.scheduling_strategy.as_deref() {
             None | Some("REPLICA") => true,
