@@ -1075,7 +1075,7 @@ impl Ecs {
                 ServiceStatus::Active => {
                     if rec.service.desired_count > 0 && !force {
                         return Err(EcsError::invalid(format!(
-                            "The service cannot be stopped while it is scaled above 0: service {name} has desiredCount {}; scale it to 0 with UpdateService or delete it with force",
+                            "The service cannot be stopped while it is scaled above 0. (service {name} has desiredCount {}; scale it to 0 with UpdateService or delete it with force)",
                             rec.service.desired_count
                         )));
                     }
