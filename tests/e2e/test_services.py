@@ -30,7 +30,9 @@ from test_agent_lifecycle import Split
 from test_tasks_runtime import _require_runtime
 
 ECS_DEPLOY = os.path.join(os.path.dirname(sys.executable), "ecs")
-HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+# httpd as PID 1 would ignore SIGTERM (and wait out stopTimeout): a shell
+# that exits on TERM runs it.
+HTTPD = ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
 HEALTH = {
     "command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1"],
     "interval": 5,
@@ -324,6 +326,29 @@ def test_scaling_out_and_in(client, images):
     delete(client, name)
 
 
+def test_a_task_failing_its_health_checks_is_replaced(client, images):
+    name = unique("sick")
+    family = unique("sick-td")
+    spec = taskdef(family, images["v1"])
+    spec["containerDefinitions"][0]["healthCheck"] = {**HEALTH, "command": ["CMD-SHELL", "exit 1"]}
+    td = client.register_task_definition(**spec)["taskDefinition"]["taskDefinitionArn"]
+    client.create_service(serviceName=name, taskDefinition=td, desiredCount=1, healthCheckGracePeriodSeconds=0)
+    first = wait_for("the first task", lambda: service_tasks(client, name))[0]["taskArn"]
+
+    def stopped_for_health():
+        t = client.describe_tasks(tasks=[first])["tasks"][0]
+        return t["desiredStatus"] == "STOPPED" and t
+    t = wait_for("the unhealthy task to be stopped", stopped_for_health, timeout=60)
+    assert t["stopCode"] == "ServiceSchedulerInitiated", t
+    assert t["stoppedReason"] == "Task failed container health checks"
+    assert t["healthStatus"] == "UNHEALTHY"
+    replacement = wait_for("a replacement", lambda: [x for x in service_tasks(client, name) if x["taskArn"] != first])
+    assert len(replacement) == 1
+    msgs = messages(describe(client, name))
+    assert f"(service {name}) (task {first.rsplit('/', 1)[1]}) failed container health checks." in msgs
+    delete(client, name)
+
+
 # --------------------------------------------------------------------------
 # Deployments
 # --------------------------------------------------------------------------
@@ -457,10 +482,15 @@ def test_server_kill9_mid_deployment_converges_without_duplicates(tmp_path):
         ecs.create_service(serviceName=name, taskDefinition=v1, desiredCount=3)
         wait_completed(ecs, name)
         dep = ecs.update_service(service=name, taskDefinition=v2)["service"]["deployments"][0]["id"]
-        # Kill the control plane while the new tasks start (they need ~5 s to
-        # turn HEALTHY, so the deployment is in progress).
-        wait_for("the new deployment's first tasks",
-                 lambda: ecs.list_tasks(startedBy=dep)["taskArns"], timeout=30, every=0.05)
+        # Kill the control plane once the new tasks run (pulled from the
+        # server's registry) but before they are HEALTHY (~5 s): the
+        # deployment is in progress, the old tasks not yet replaced.
+        def new_running():
+            arns = ecs.list_tasks(startedBy=dep)["taskArns"]
+            ts = ecs.describe_tasks(tasks=arns)["tasks"] if arns else []
+            return len(ts) == 3 and all(t["lastStatus"] == "RUNNING" for t in ts)
+        wait_for("the new deployment's tasks to run", new_running, timeout=60, every=0.1)
+        assert describe(ecs, name)["deployments"][0]["rolloutState"] == "IN_PROGRESS"
         split.inst.kill9()
         time.sleep(2)
         split.inst.start()

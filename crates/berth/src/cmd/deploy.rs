@@ -271,7 +271,9 @@ async fn deploy(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 bail!(
                     "deployment {ours} failed: {}{rollback}",
-                    d["rolloutStateReason"].as_str().unwrap_or("no reason given")
+                    d["rolloutStateReason"]
+                        .as_str()
+                        .unwrap_or("no reason given")
                 );
             }
             Some(_) => {}
