@@ -8,6 +8,11 @@
 //! Tasks: [`tasks`] (RunTask, StopTask, DescribeTasks, ListTasks), placed by
 //! the pure [`crate::scheduler`] on hosts that [`hosts`] registers; hosts
 //! learn their tasks and report back through [`agent`].
+//!
+//! Services: [`services`] (CreateService, UpdateService, DeleteService,
+//! DescribeServices, ListServices) keeps their desired state; the pure
+//! [`crate::service_reconciler`] decides, and `Ecs::reconcile_service`
+//! applies its plans.
 
 pub mod agent;
 mod clusters;
