@@ -19,6 +19,8 @@ mod clusters;
 pub mod hosts;
 pub mod run_spec;
 mod service_apply;
+#[cfg(test)]
+mod service_tests;
 pub mod services;
 mod tags;
 #[cfg(test)]
