@@ -465,7 +465,7 @@ pub fn reconcile(service: &ServiceRecord, tasks: &[TaskView], now: Timestamp) ->
     let failed_primary = primary.deployment.rollout_state == RolloutState::Failed;
 
     // 3. Starts for the PRIMARY, within the maximum.
-    let mut live = i64::try_from(tasks.iter().filter(|t| t.live()).count()).unwrap_or(i64::MAX);
+    let live = i64::try_from(tasks.iter().filter(|t| t.live()).count()).unwrap_or(i64::MAX);
     let primary_active = i64::try_from(
         tasks
             .iter()
@@ -481,14 +481,12 @@ pub fn reconcile(service: &ServiceRecord, tasks: &[TaskView], now: Timestamp) ->
             .min(i64::from(MAX_STARTS_PER_PLAN));
         if n > 0 {
             started = n;
-            live += n;
             plan.push(Action::Start {
                 deployment: pid.to_string(),
                 count: u32::try_from(n).unwrap_or(0),
             });
         }
     }
-    let _ = live;
 
     // 4. Stops: the PRIMARY's excess, then the older deployments' tasks.
     let mut healthy_now =
