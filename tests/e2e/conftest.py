@@ -131,10 +131,21 @@ class BerthProcess:
     instances can share the machine; `reap()` removes what they leave.
     """
 
-    def __init__(self, data_dir: Path, agent: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        agent: bool = True,
+        listen: str = "127.0.0.1:0",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        """`listen`: a fixed address keeps the endpoint across restarts (a
+        separate `berth agent` keeps talking to it); `extra_args` are added
+        to `berth up` (e.g. `--agent-cpu`)."""
         self.bin = _berth_bin()
         self.data_dir = Path(data_dir)
         self.agent = agent
+        self.listen = listen
+        self.extra_args = list(extra_args or [])
         n = next(_SEQ)
         tag = f"{os.getpid() % 10000}n{n}"
         self.bridge = f"bt{tag}"[:15]
@@ -168,7 +179,7 @@ class BerthProcess:
             ["--bridge", self.bridge, "--cgroup-parent", self.cgroup_parent] if self.agent else ["--no-agent"]
         )
         self.proc = subprocess.Popen(
-            [self.bin, "up", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *extra],
+            [self.bin, "up", "--data-dir", str(self.data_dir), "--listen", self.listen, *extra, *self.extra_args],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -324,6 +335,13 @@ class BerthProcess:
         )
         kwargs.update(overrides)
         return boto3.session.Session().client("ecs", **kwargs)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _start_instance(tmp_root: Path, agent: bool = True) -> BerthProcess:

@@ -128,7 +128,10 @@ pub fn wire(e: &AgentError) -> (StatusCode, &'static str) {
             | EcsError::ClusterNotFound(_)
             | EcsError::ResourceNotFound(_)
             | EcsError::Conflict { .. }
-            | EcsError::ClusterContainsTasks(_) => {
+            | EcsError::ClusterContainsTasks(_)
+            | EcsError::ClusterContainsServices(_)
+            | EcsError::ServiceNotFound(_)
+            | EcsError::ServiceNotActive(_) => {
                 (StatusCode::BAD_REQUEST, "InvalidParameterException")
             }
             EcsError::Store(_) | EcsError::Corrupt { .. } => {

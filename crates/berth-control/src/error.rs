@@ -34,6 +34,15 @@ pub enum EcsError {
     /// the cluster still has tasks that have not stopped
     #[error("{0}")]
     ClusterContainsTasks(String),
+    /// the cluster still has ACTIVE or DRAINING services
+    #[error("{0}")]
+    ClusterContainsServices(String),
+    /// the named service does not exist (or is INACTIVE where that counts as gone)
+    #[error("{0}")]
+    ServiceNotFound(String),
+    /// the named service exists but is not ACTIVE
+    #[error("{0}")]
+    ServiceNotActive(String),
     /// no host with this id is registered
     #[error("host {0} is not registered; register it again (POST /agent/v1/register)")]
     HostNotFound(String),

@@ -54,6 +54,12 @@ pub fn eni(v: u128) -> String {
     format!("eni-{:017x}", v & ((1u128 << 68) - 1))
 }
 
+/// `ecs-svc/` and 19 digits (the first not 0), as ECS names deployments.
+pub fn deployment(v: u128) -> String {
+    const LOW: u128 = 1_000_000_000_000_000_000;
+    format!("ecs-svc/{}", LOW + v % (9 * LOW))
+}
+
 /// `host-` and 16 hex digits.
 pub fn host(v: u128) -> String {
     format!("host-{:016x}", v & u128::from(u64::MAX))
@@ -74,5 +80,7 @@ mod tests {
         assert_eq!(uuid(0), "00000000-0000-4000-8000-000000000000");
         assert_eq!(eni(u128::MAX), "eni-fffffffffffffffff");
         assert_eq!(host(0xab), "host-00000000000000ab");
+        assert_eq!(deployment(0), "ecs-svc/1000000000000000000");
+        assert_eq!(deployment(u128::MAX).len(), "ecs-svc/".len() + 19);
     }
 }

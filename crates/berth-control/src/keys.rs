@@ -7,6 +7,7 @@
 //! | `/ecs/taskdefs/{family}/{revision:010}` | [`crate::ecs::TaskDefinitionRecord`] |
 //! | `/ecs/tasks/{cluster}/{taskId}` | [`crate::ecs::TaskRecord`]: the task, its host, its size |
 //! | `/ecs/taskids/{taskId}` | [`crate::ecs::TaskIndex`]: the cluster and host of a task |
+//! | `/ecs/services/{cluster}/{name}` | [`crate::ecs::ServiceRecord`]: the service, its deployments and events |
 //! | `/ecs/clienttokens/{hex(token)}` | [`crate::ecs::ClientTokenRecord`]: what a RunTask token started |
 //! | `/hosts/{hostId}` | [`crate::ecs::HostRecord`]: a registered host, its subnet, its last heartbeat |
 //! | `/hostalloc/{hostId}` | [`crate::ecs::AllocRecord`]: bumped by every RunTask placing there |
@@ -47,6 +48,19 @@ pub fn family_revisions(family: &str) -> String {
 /// The key of one task definition revision.
 pub fn task_definition(family: &str, revision: u32) -> String {
     format!("{TASK_DEFINITIONS}{family}/{revision:010}")
+}
+
+/// Prefix of all services.
+pub const SERVICES: &str = "/ecs/services/";
+
+/// The prefix of one cluster's services.
+pub fn cluster_services(cluster: &str) -> String {
+    format!("{SERVICES}{cluster}/")
+}
+
+/// The key of a service.
+pub fn service(cluster: &str, name: &str) -> String {
+    format!("{SERVICES}{cluster}/{name}")
 }
 
 /// Prefix of all tasks.

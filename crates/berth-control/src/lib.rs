@@ -1,15 +1,20 @@
 //! The control plane: what Berth *decides*, kept apart from how requests
 //! arrive (`berth-api`) and how containers run (the agent).
 //!
-//! Today it owns the ECS semantics of clusters, task definitions and tags
-//! ([`ecs::Ecs`]): reading the store, deciding, and writing back with
-//! compare-and-swap transactions so concurrent requests never lose an update.
-//! The reconcilers (cluster manager) and the scheduler (capacity manager) of
-//! later issues live here too, as pure functions over a view of the state.
+//! It owns the ECS semantics of clusters, task definitions, tags, tasks and
+//! services ([`ecs::Ecs`]): reading the store, deciding, and writing back
+//! with compare-and-swap transactions so concurrent requests never lose an
+//! update. The decisions themselves are pure functions over a view of the
+//! state that *propose* what to do: the [`scheduler`] (capacity manager:
+//! which host runs a task) and the [`service_reconciler`] (cluster manager:
+//! which tasks a service starts and stops); their callers apply the
+//! proposals in guarded transactions. [`controller`] is the loop that runs
+//! the service reconciler on store watches and a periodic resync.
 //!
 //! Every operation takes the caller's identity and the current time as
-//! arguments: nothing here reads a clock or makes a random id, so the same
-//! inputs always write the same state.
+//! arguments: nothing here reads a clock or makes a random id (the
+//! controller's clock and id source are handed to it), so the same inputs
+//! always write the same state.
 //!
 //! [`ecr::Ecr`] owns the registry's metadata (repositories, tags, manifests,
 //! which blobs belong to which repository), shared by the ECR API and the
@@ -22,8 +27,10 @@
 //! [`logs`] keeps the container output agents send, outside the store.
 //! Ids come from the caller through [`ids::IdSource`].
 //!
-//! Start with [`ecs::Ecs`]; [`keys`] documents the key layout in the store.
+//! Start with [`ecs::Ecs`]; [`keys`] documents the key layout in the store;
+//! for services read [`service_reconciler`] first.
 
+pub mod controller;
 pub mod ecr;
 pub mod ecs;
 pub mod error;
@@ -32,6 +39,7 @@ pub mod keys;
 pub mod logs;
 pub mod page;
 pub mod scheduler;
+pub mod service_reconciler;
 
 pub use ecr::{Ecr, EcrError};
 pub use ecs::Ecs;

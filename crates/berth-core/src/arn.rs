@@ -2,7 +2,8 @@
 //!
 //! Berth uses the `aws` partition and the `ecs` service so that clients and
 //! tools which parse ARNs keep working: `arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`,
-//! `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION`.
+//! `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION`,
+//! `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME`.
 
 use std::fmt;
 
@@ -38,6 +39,15 @@ impl Scope {
         })
         .to_string()
     }
+
+    /// `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME`.
+    pub fn service_arn(&self, cluster: &str, name: &str) -> String {
+        self.arn(EcsResource::Service {
+            cluster: cluster.to_string(),
+            name: name.to_string(),
+        })
+        .to_string()
+    }
 }
 
 /// An ECS resource named by an ARN.
@@ -51,6 +61,13 @@ pub enum EcsResource {
         family: String,
         /// The revision, from 1.
         revision: u32,
+    },
+    /// `service/CLUSTER/NAME`
+    Service {
+        /// The cluster name.
+        cluster: String,
+        /// The service name.
+        name: String,
     },
 }
 
@@ -73,6 +90,7 @@ impl fmt::Display for Arn {
             EcsResource::TaskDefinition { family, revision } => {
                 write!(f, "task-definition/{family}:{revision}")
             }
+            EcsResource::Service { cluster, name } => write!(f, "service/{cluster}/{name}"),
         }
     }
 }
@@ -84,7 +102,7 @@ pub enum ArnError {
     #[error("{0:?} is not an ECS ARN (expected arn:aws:ecs:REGION:ACCOUNT:TYPE/ID)")]
     Malformed(String),
     /// the resource type is one Berth does not manage
-    #[error("{0:?} names a resource type Berth does not manage (expected cluster/... or task-definition/...)")]
+    #[error("{0:?} names a resource type Berth does not manage (expected cluster/..., service/... or task-definition/...)")]
     UnknownType(String),
 }
 
@@ -118,6 +136,17 @@ impl std::str::FromStr for Arn {
                     revision,
                 }
             }
+            "service" => match id.split_once('/') {
+                Some((cluster, name))
+                    if !cluster.is_empty() && !name.is_empty() && !name.contains('/') =>
+                {
+                    EcsResource::Service {
+                        cluster: cluster.to_string(),
+                        name: name.to_string(),
+                    }
+                }
+                _ => return Err(malformed()),
+            },
             "cluster" => return Err(malformed()),
             _ => return Err(ArnError::UnknownType(s.to_string())),
         };
@@ -154,6 +183,15 @@ mod tests {
         );
         let c: Arn = scope.cluster_arn("prod").parse().unwrap();
         assert_eq!(c.resource, EcsResource::Cluster("prod".into()));
+        let s = scope.service_arn("prod", "web");
+        assert_eq!(s, "arn:aws:ecs:us-east-1:123456789012:service/prod/web");
+        assert_eq!(
+            s.parse::<Arn>().unwrap().resource,
+            EcsResource::Service {
+                cluster: "prod".into(),
+                name: "web".into()
+            }
+        );
     }
 
     #[test]
@@ -163,6 +201,7 @@ mod tests {
         assert!("arn:aws:ecs:r:a:task-definition/web"
             .parse::<Arn>()
             .is_err());
+        assert!("arn:aws:ecs:r:a:service/web".parse::<Arn>().is_err());
         assert!(matches!(
             "arn:aws:ecs:r:a:widget/x".parse::<Arn>(),
             Err(ArnError::UnknownType(_))

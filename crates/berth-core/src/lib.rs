@@ -3,7 +3,9 @@
 //! This crate owns *what things are*, never *how they are stored or sent*:
 //! ARNs ([`arn`]), Fargate task sizes ([`resources`]), tags ([`tags`]),
 //! clusters ([`cluster`]), task definitions and their ECS/Fargate validation
-//! ([`taskdef`]), and time as the control plane sees it ([`time`]).
+//! ([`taskdef`]), tasks ([`task`]), services and their deployments
+//! ([`service`]), how tasks are launched ([`launch`]), and time as the
+//! control plane sees it ([`time`]).
 //! It has no I/O and few dependencies, so the wire layer (`berth-api`), the
 //! control plane (`berth-control`) and the agent can all share it.
 //!
@@ -14,7 +16,9 @@ pub mod agent;
 pub mod arn;
 pub mod cluster;
 pub mod error;
+pub mod launch;
 pub mod resources;
+pub mod service;
 pub mod tags;
 pub mod task;
 pub mod taskdef;

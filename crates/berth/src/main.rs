@@ -63,6 +63,8 @@ enum Command {
     Image(cmd::image::ImageArgs),
     /// Run IMAGE as a task, stream its output, exit with its exit code.
     Run(RunArgs),
+    /// Deploy IMAGE as the service NAME and follow the rollout.
+    Deploy(DeployArgs),
     /// List tasks.
     Ps(PsArgs),
     /// Stop a task.
@@ -92,6 +94,36 @@ struct RunArgs {
     /// The command (after `--`).
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+/// `berth deploy`.
+#[derive(Args)]
+struct DeployArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The service (also the task definition family and container name).
+    name: String,
+    /// The image to run.
+    #[arg(long)]
+    image: String,
+    /// Task CPU units (or "0.25 vCPU").
+    #[arg(long, default_value = "256")]
+    cpu: String,
+    /// Task memory MiB (or "0.5 GB").
+    #[arg(long, default_value = "512")]
+    memory: String,
+    /// Tasks to run (default: 1 for a new service, unchanged otherwise).
+    #[arg(long)]
+    count: Option<i64>,
+    /// A container port the image listens on.
+    #[arg(long)]
+    port: Option<u16>,
+    /// The cluster.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Seconds to wait for the rollout before giving up.
+    #[arg(long, default_value = "600")]
+    timeout: u64,
 }
 
 /// `berth ps`.
@@ -179,6 +211,19 @@ fn main() -> std::process::ExitCode {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
+        Command::Deploy(a) => cmd::deploy::run(
+            &a.common,
+            &cmd::deploy::DeployOpts {
+                name: a.name,
+                image: a.image,
+                cpu: a.cpu,
+                memory: a.memory,
+                count: a.count,
+                port: a.port,
+                cluster: a.cluster,
+                timeout: std::time::Duration::from_secs(a.timeout),
+            },
+        ),
         Command::Ps(a) => cmd::tasks::ps(&a.common, &a.cluster, a.all),
         Command::Stop(a) => cmd::tasks::stop(&a.common, &a.cluster, &a.task, a.reason.as_deref()),
         Command::Logs(a) => cmd::tasks::logs(&a.common, &a.task, a.follow, a.container.as_deref()),

@@ -20,6 +20,11 @@ pub fn wire(e: &EcsError) -> (StatusCode, &'static str) {
         EcsError::ClusterContainsTasks(_) => {
             (StatusCode::BAD_REQUEST, "ClusterContainsTasksException")
         }
+        EcsError::ClusterContainsServices(_) => {
+            (StatusCode::BAD_REQUEST, "ClusterContainsServicesException")
+        }
+        EcsError::ServiceNotFound(_) => (StatusCode::BAD_REQUEST, "ServiceNotFoundException"),
+        EcsError::ServiceNotActive(_) => (StatusCode::BAD_REQUEST, "ServiceNotActiveException"),
         // Agent-side failures never arise from an ECS operation; should one
         // leak, it is the caller's parameter that named a missing thing.
         EcsError::HostNotFound(_) | EcsError::TaskNotFound(_) | EcsError::NotAssigned { .. } => {

@@ -5,7 +5,8 @@
 pub mod error;
 
 use berth_control::ecs::{
-    ClusterField, ClusterSpec, ClusterUpdate, Failure, FamilyStatusFilter, RunTaskSpec, TaskFilter,
+    ClusterField, ClusterSpec, ClusterUpdate, CreateServiceSpec, Failure, FamilyStatusFilter,
+    RunTaskSpec, ServiceFilter, TaskFilter, UpdateServiceSpec,
 };
 use berth_control::{Caller, Ecs, EcsError, IdSource};
 use berth_core::cluster::ClusterSetting;
@@ -153,6 +154,40 @@ pub struct ListTasksRequest {
     daemon_name: Option<String>,
 }
 
+/// DeleteService's body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteServiceRequest {
+    cluster: Option<String>,
+    service: Option<String>,
+    force: Option<bool>,
+}
+
+/// DescribeServices' body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeServicesRequest {
+    cluster: Option<String>,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+/// ListServices' body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListServicesRequest {
+    cluster: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    launch_type: Option<String>,
+    scheduling_strategy: Option<String>,
+    /// Accepted; every Berth service is customer-managed.
+    #[allow(dead_code)]
+    resource_management_type: Option<String>,
+}
+
 /// One ECS request, parsed and typed.
 #[derive(Debug)]
 pub enum EcsAction {
@@ -192,6 +227,16 @@ pub enum EcsAction {
     DescribeTasks(DescribeTasksRequest),
     /// ListTasks.
     ListTasks(ListTasksRequest),
+    /// CreateService.
+    CreateService(Box<CreateServiceSpec>),
+    /// UpdateService.
+    UpdateService(Box<UpdateServiceSpec>),
+    /// DeleteService.
+    DeleteService(DeleteServiceRequest),
+    /// DescribeServices.
+    DescribeServices(DescribeServicesRequest),
+    /// ListServices.
+    ListServices(ListServicesRequest),
 }
 
 /// Why a request could not become an [`EcsAction`].
@@ -244,6 +289,11 @@ impl EcsAction {
             "StopTask" => Self::StopTask(body(op, raw)?),
             "DescribeTasks" => Self::DescribeTasks(body(op, raw)?),
             "ListTasks" => Self::ListTasks(body(op, raw)?),
+            "CreateService" => Self::CreateService(Box::new(body(op, raw)?)),
+            "UpdateService" => Self::UpdateService(Box::new(body(op, raw)?)),
+            "DeleteService" => Self::DeleteService(body(op, raw)?),
+            "DescribeServices" => Self::DescribeServices(body(op, raw)?),
+            "ListServices" => Self::ListServices(body(op, raw)?),
             other => return Err(ParseError::UnknownOperation(other.to_string())),
         })
     }
@@ -260,13 +310,14 @@ fn cluster_json(
     c: &berth_core::cluster::Cluster,
     include_statistics: bool,
     (running, pending): (u64, u64),
+    services: u64,
 ) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.insert("registeredContainerInstancesCount".into(), json!(0));
         o.insert("runningTasksCount".into(), json!(running));
         o.insert("pendingTasksCount".into(), json!(pending));
-        o.insert("activeServicesCount".into(), json!(0));
+        o.insert("activeServicesCount".into(), json!(services));
         o.insert("statistics".into(), json!([]));
         if !include_statistics {
             o.remove("statistics");
@@ -316,7 +367,7 @@ pub async fn dispatch(
                     service_connect_defaults: r.service_connect_defaults,
                 })
                 .await?;
-            Ok(json!({"cluster": cluster_json(&c, false, (0, 0))}))
+            Ok(json!({"cluster": cluster_json(&c, false, (0, 0), 0)}))
         }
         EcsAction::DescribeClusters(r) => {
             let include: Vec<ClusterField> = r
@@ -329,7 +380,8 @@ pub async fn dispatch(
             let mut shaped = Vec::new();
             for c in &clusters {
                 let counts = ecs.task_counts(&c.cluster_name).await?;
-                shaped.push(cluster_json(c, stats, counts));
+                let (services, _) = ecs.service_counts(&c.cluster_name).await?;
+                shaped.push(cluster_json(c, stats, counts, services));
             }
             Ok(json!({
                 "clusters": shaped,
@@ -344,7 +396,7 @@ pub async fn dispatch(
         }
         EcsAction::DeleteCluster(r) => {
             let c = ecs.delete_cluster(&required("cluster", r.cluster)?).await?;
-            Ok(json!({"cluster": cluster_json(&c, false, (0, 0))}))
+            Ok(json!({"cluster": cluster_json(&c, false, (0, 0), 0)}))
         }
         EcsAction::UpdateCluster(r) => {
             let name = required("cluster", r.cluster)?;
@@ -358,7 +410,7 @@ pub async fn dispatch(
                     },
                 )
                 .await?;
-            Ok(json!({"cluster": cluster_json(&c, false, (0, 0))}))
+            Ok(json!({"cluster": cluster_json(&c, false, (0, 0), 0)}))
         }
         EcsAction::RegisterTaskDefinition(r) => {
             let r = *r;
@@ -510,6 +562,44 @@ pub async fn dispatch(
                 })
                 .await?;
             Ok(with_token(json!({"taskArns": arns}), next))
+        }
+        EcsAction::CreateService(spec) => {
+            let s = ecs.create_service(*spec, caller, ids, now).await?;
+            Ok(json!({"service": s}))
+        }
+        EcsAction::UpdateService(spec) => {
+            let s = ecs.update_service(*spec, ids, now).await?;
+            Ok(json!({"service": s}))
+        }
+        EcsAction::DeleteService(r) => {
+            let s = ecs
+                .delete_service(
+                    r.cluster.as_deref(),
+                    &required("service", r.service)?,
+                    r.force.unwrap_or(false),
+                    now,
+                )
+                .await?;
+            Ok(json!({"service": s}))
+        }
+        EcsAction::DescribeServices(r) => {
+            let tags = include_tags(&r.include)?;
+            let (services, failures) = ecs
+                .describe_services(r.cluster.as_deref(), &r.services, tags, now)
+                .await?;
+            Ok(json!({"services": services, "failures": failures_json(&failures)}))
+        }
+        EcsAction::ListServices(r) => {
+            let (arns, next) = ecs
+                .list_services(&ServiceFilter {
+                    cluster: r.cluster,
+                    launch_type: r.launch_type,
+                    scheduling_strategy: r.scheduling_strategy,
+                    max_results: r.max_results,
+                    next_token: r.next_token,
+                })
+                .await?;
+            Ok(with_token(json!({"serviceArns": arns}), next))
         }
     }
 }

@@ -11,8 +11,10 @@
 //!   `executionStoppedAt` are kept once set; `startedAt` defaults to the
 //!   report's time at RUNNING; `stoppingAt` is set at DEACTIVATING or later
 //!   if StopTask did not set it; `stoppedAt` at STOPPED.
-//! * A StopTask's `UserInitiated` code and reason are never replaced; other
-//!   stops take the agent's `stopCode`/`stoppedReason`. A task that reaches
+//! * A stop the control plane asked for keeps its code and reason
+//!   (`UserInitiated` from StopTask, `ServiceSchedulerInitiated` from a
+//!   service's scheduler, `InfrastructureHealth`); other stops take the
+//!   agent's `stopCode`/`stoppedReason`. A task that reaches
 //!   STOPPED without any gets `TaskFailedToStart` (it never ran) or
 //!   `EssentialContainerExited`.
 //! * From DEACTIVATING on the task's `desiredStatus` is STOPPED (the host is
@@ -124,7 +126,15 @@ pub fn apply_report(
         t.desired_status = TaskStatus::Stopped;
         t.stopping_at.get_or_insert(now);
     }
-    if t.stop_code != Some(StopCode::UserInitiated) {
+    let asked = matches!(
+        t.stop_code,
+        Some(
+            StopCode::UserInitiated
+                | StopCode::ServiceSchedulerInitiated
+                | StopCode::InfrastructureHealth
+        )
+    ) && task.desired_status == TaskStatus::Stopped;
+    if !asked {
         if r.stop_code.is_some() {
             t.stop_code = r.stop_code;
         }

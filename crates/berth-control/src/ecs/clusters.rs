@@ -267,9 +267,16 @@ impl Ecs {
     }
 
     /// DeleteCluster: marks the cluster INACTIVE and returns it. A cluster
-    /// with tasks that have not stopped cannot be deleted.
+    /// with ACTIVE or DRAINING services, or with tasks that have not
+    /// stopped, cannot be deleted.
     pub async fn delete_cluster(&self, name_or_arn: &str) -> Result<Cluster, EcsError> {
         let name = self.cluster_name(name_or_arn)?;
+        let (services, draining) = self.service_counts(&name).await?;
+        if services + draining > 0 {
+            return Err(EcsError::ClusterContainsServices(format!(
+                "The Cluster cannot be deleted while Services are active: cluster {name} has {services} active and {draining} draining service(s); delete them with DeleteService (force) and wait until they are INACTIVE"
+            )));
+        }
         let active = self.active_task_count(&name).await?;
         if active > 0 {
             return Err(EcsError::ClusterContainsTasks(format!(

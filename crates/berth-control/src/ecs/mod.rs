@@ -8,11 +8,20 @@
 //! Tasks: [`tasks`] (RunTask, StopTask, DescribeTasks, ListTasks), placed by
 //! the pure [`crate::scheduler`] on hosts that [`hosts`] registers; hosts
 //! learn their tasks and report back through [`agent`].
+//!
+//! Services: [`services`] (CreateService, UpdateService, DeleteService,
+//! DescribeServices, ListServices) keeps their desired state; the pure
+//! [`crate::service_reconciler`] decides, and `Ecs::reconcile_service`
+//! applies its plans.
 
 pub mod agent;
 mod clusters;
 pub mod hosts;
 pub mod run_spec;
+mod service_apply;
+#[cfg(test)]
+mod service_tests;
+pub mod services;
 mod tags;
 #[cfg(test)]
 mod task_tests;
@@ -22,6 +31,11 @@ pub mod tasks;
 pub use agent::apply_report;
 pub use clusters::{ClusterField, ClusterSpec, ClusterUpdate};
 pub use hosts::{AllocRecord, HostRecord, SubnetCounter, DEFAULT_HEARTBEAT_SECONDS};
+pub use service_apply::ReconcileOutcome;
+pub use services::{
+    CompletedDeployment, CreateServiceSpec, DeploymentRecord, ServiceFilter, ServiceRecord,
+    UpdateServiceSpec,
+};
 pub use taskdefs::{
     FamilyRecord, FamilyStatusFilter, TaskDefinitionPage, TaskDefinitionRecord, TaskDefinitionRef,
 };

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+pub use berth_core::launch::{
+    AwsVpcConfiguration, CapacityProviderStrategyItem, NetworkConfiguration,
+};
+
 use super::tasks::PLATFORM_VERSION;
 use crate::EcsError;
 
@@ -25,44 +29,6 @@ pub const DEFAULT_EPHEMERAL_GIB: i64 = 20;
 
 /// ECS's limit on the JSON of RunTask's `overrides`.
 pub const MAX_OVERRIDES_CHARS: usize = 8192;
-
-/// A capacity provider strategy item (FARGATE or FARGATE_SPOT).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CapacityProviderStrategyItem {
-    /// FARGATE or FARGATE_SPOT.
-    pub capacity_provider: Option<String>,
-    /// Relative share.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i64>,
-    /// Tasks placed on this provider first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<i64>,
-}
-
-/// The VPC part of a network configuration (accepted and echoed).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AwsVpcConfiguration {
-    /// Subnets; the first names the task's attachment subnet.
-    #[serde(default)]
-    pub subnets: Vec<String>,
-    /// Security groups (not enforced yet).
-    #[serde(default)]
-    pub security_groups: Vec<String>,
-    /// ENABLED or DISABLED.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assign_public_ip: Option<String>,
-}
-
-/// RunTask's `networkConfiguration`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NetworkConfiguration {
-    /// The awsvpc settings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub awsvpc_configuration: Option<AwsVpcConfiguration>,
-}
 
 /// One entry of `overrides.containerOverrides`, as the request gives it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -562,29 +528,8 @@ pub(super) fn validate_spec(spec: &RunTaskSpec) -> Result<usize, EcsError> {
             "volumeConfigurations (EBS volumes) are not supported by Berth; remove them",
         ));
     }
-    if let Some(vpc) = spec
-        .network_configuration
-        .as_ref()
-        .and_then(|n| n.awsvpc_configuration.as_ref())
-    {
-        if vpc.subnets.is_empty() || vpc.subnets.len() > 16 {
-            return Err(EcsError::invalid(
-                "networkConfiguration.awsvpcConfiguration.subnets must list 1 to 16 subnets",
-            ));
-        }
-        if vpc.security_groups.len() > 5 {
-            return Err(EcsError::invalid(
-                "networkConfiguration.awsvpcConfiguration.securityGroups may list at most 5 groups",
-            ));
-        }
-        match vpc.assign_public_ip.as_deref() {
-            None | Some("ENABLED" | "DISABLED") => {}
-            Some(o) => {
-                return Err(EcsError::invalid(format!(
-                    "assignPublicIp {o:?} is not valid; use ENABLED or DISABLED"
-                )))
-            }
-        }
+    if let Some(n) = &spec.network_configuration {
+        n.validate()?;
     }
     usize::try_from(count).map_err(|_| EcsError::invalid("count is out of range"))
 }

@@ -1,5 +1,5 @@
 //! TagResource, UntagResource, ListTagsForResource: clusters, task
-//! definitions and tasks.
+//! definitions, tasks and services.
 
 use berth_core::arn::{Arn, EcsResource};
 use berth_core::tags::{count_new_keys, merge_tags, validate_tags, Tag, MAX_TAGS};
@@ -45,6 +45,10 @@ impl Ecs {
             }
             EcsResource::TaskDefinition { family, revision } => {
                 self.modify_task_definition_tags(&family, revision, f)
+                    .await?;
+            }
+            EcsResource::Service { cluster, name } => {
+                self.modify_service(&cluster, &name, |s| f(&mut s.service.tags))
                     .await?;
             }
         }
@@ -98,6 +102,14 @@ impl Ecs {
                         "task definition {family}:{revision} does not exist"
                     ))),
                     Err(e) => Err(e),
+                }
+            }
+            EcsResource::Service { cluster, name } => {
+                match self.service_record(&cluster, &name).await? {
+                    Some((rec, _)) => Ok(rec.service.tags),
+                    None => Err(EcsError::ServiceNotFound(format!(
+                        "service {name} does not exist in cluster {cluster}"
+                    ))),
                 }
             }
         }

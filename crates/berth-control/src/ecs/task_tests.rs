@@ -452,6 +452,29 @@ async fn stop_task_is_idempotent_and_reaches_the_host() {
 }
 
 #[tokio::test]
+async fn a_scheduler_stop_keeps_its_code_and_reason() {
+    let (e, ids, _) = setup(4096, 8192).await;
+    let out = e
+        .run_task(spec(json!({"taskDefinition": "web"})), &ids, T0)
+        .await
+        .unwrap();
+    let mut t = out.tasks[0].clone();
+    t.desired_status = TaskStatus::Stopped;
+    t.stop_code = Some(StopCode::ServiceSchedulerInitiated);
+    t.stopped_reason = Some("Scaling activity initiated by (deployment ecs-svc/1)".into());
+    // The agent reports the stop it was asked for as UserInitiated.
+    let mut r = report(TaskStatus::Stopped);
+    r.stop_code = Some(StopCode::UserInitiated);
+    r.stopped_reason = Some("Task stopped by user".into());
+    let done = super::apply_report(&t, &r, T0).unwrap().unwrap();
+    assert_eq!(done.stop_code, Some(StopCode::ServiceSchedulerInitiated));
+    assert_eq!(
+        done.stopped_reason.as_deref(),
+        Some("Scaling activity initiated by (deployment ecs-svc/1)")
+    );
+}
+
+#[tokio::test]
 async fn long_poll_times_out_with_the_current_state() {
     let (e, _, host) = setup(4096, 8192).await;
     let first = e.assignments(&host).await.unwrap();

@@ -168,13 +168,97 @@ pub fn valid_task_id(s: &str) -> bool {
 }
 
 /// Everything RunTask decided about one task, before it is written.
-struct NewTask {
-    record: TaskRecord,
-    placement: PlacementRecord,
+pub(super) struct NewTask {
+    /// The task.
+    pub(super) record: TaskRecord,
+    /// Its placement.
+    pub(super) placement: PlacementRecord,
+}
+
+/// What a launch runs, settled before placing ([`Ecs::launch`]).
+pub(super) struct Launch {
+    /// The ACTIVE cluster.
+    pub(super) cluster: Cluster,
+    /// FARGATE or FARGATE_SPOT.
+    pub(super) provider: String,
+    /// The revision.
+    pub(super) td: TaskDefinition,
+    /// Its size and containers after overrides.
+    pub(super) eff: EffectiveTask,
+    /// The tasks' tags.
+    pub(super) tags: Vec<Tag>,
+}
+
+/// The ids of the tasks of one launch, made once so that a retried write
+/// reuses them (nothing was written).
+pub(super) struct NewTaskIds {
+    task: Vec<u128>,
+    extra: Vec<Vec<u128>>,
+}
+
+impl NewTaskIds {
+    pub(super) fn make(ids: &dyn IdSource, count: usize, td: &TaskDefinition) -> Self {
+        let task = (0..count).map(|_| ids.next_u128()).collect();
+        let extra = (0..count)
+            .map(|_| {
+                let n = 2 + td.input.container_definitions.len();
+                (0..n).map(|_| ids.next_u128()).collect()
+            })
+            .collect();
+        Self { task, extra }
+    }
+}
+
+/// Tasks placed on the fleet, not yet written.
+#[derive(Default)]
+pub(super) struct Placed {
+    /// The tasks placed.
+    pub(super) tasks: Vec<NewTask>,
+    /// One per task that did not fit.
+    pub(super) failures: Vec<Failure>,
+    /// Tasks placed per host.
+    touched: BTreeMap<String, u64>,
+}
+
+impl Placed {
+    /// Adds the writes of the placed tasks (task, index entry, placement)
+    /// and the alloc guards of the hosts used to `txn`.
+    pub(super) fn write(&self, mut txn: Txn, fleet: &Fleet) -> Txn {
+        for (host_id, n) in &self.touched {
+            let (rev, rec) = fleet.alloc.get(host_id).cloned().unwrap_or_default();
+            let key = keys::host_alloc(host_id);
+            txn = txn
+                .when(Compare::ModRevision(key.clone(), rev))
+                .then(Op::Put(
+                    key,
+                    encode(&AllocRecord {
+                        placements: rec.placements + n,
+                    }),
+                ));
+        }
+        for t in &self.tasks {
+            let id = t.record.task.id();
+            let cluster = &t.placement.cluster;
+            txn = txn
+                .then(Op::Put(keys::task(cluster, id), encode(&t.record)))
+                .then(Op::Put(
+                    keys::task_index(id),
+                    encode(&TaskIndex {
+                        cluster: cluster.clone(),
+                        host_id: t.record.host_id.clone(),
+                    }),
+                ))
+                .then(Op::Put(
+                    keys::placement(&t.record.host_id, id),
+                    encode(&t.placement),
+                ));
+        }
+        txn
+    }
 }
 
 /// The fleet as RunTask reads it.
-struct Fleet {
+pub(super) struct Fleet {
     views: Vec<HostView>,
     hosts: Vec<HostRecord>,
     alloc: HashMap<String, (u64, AllocRecord)>,
@@ -184,7 +268,7 @@ impl Ecs {
     /// Reads hosts and placements for a placement decision. The alloc keys
     /// are read first: a RunTask elsewhere that adds a placement bumps them,
     /// so guarding the write on them detects it.
-    async fn fleet(&self, now: Timestamp) -> Result<Fleet, EcsError> {
+    pub(super) async fn fleet(&self, now: Timestamp) -> Result<Fleet, EcsError> {
         let alloc_list = self.store.list(keys::HOST_ALLOC).await?;
         let mut alloc = HashMap::new();
         for kv in &alloc_list.items {
@@ -289,50 +373,14 @@ impl Ecs {
         let cluster = self
             .active_cluster(spec.cluster.as_deref().unwrap_or("default"))
             .await?;
-        let provider = capacity_provider(&spec, &cluster)?;
         let fp = fingerprint(&spec);
         if let Some(token) = spec.client_token.as_deref() {
             if let Some(out) = self.replay_token(token, &fp).await? {
                 return Ok(out);
             }
         }
-        let td_name = spec
-            .task_definition
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| EcsError::invalid("taskDefinition is required"))?;
-        let (td_rec, _) = self
-            .get_task_definition(&TaskDefinitionRef::parse(td_name)?)
-            .await?;
-        let td = &td_rec.task_definition;
-        if td.status != TaskDefinitionStatus::Active {
-            return Err(EcsError::client(format!(
-                "TaskDefinition is inactive: {} is {}; run an ACTIVE revision (register a new one or name the family for its latest)",
-                td.family_revision(),
-                td.status.as_str()
-            )));
-        }
-        if !td.compatibilities.iter().any(|c| c == "FARGATE") {
-            return Err(EcsError::client(format!(
-                "task definition {} is not compatible with FARGATE; register a revision with \"requiresCompatibilities\": [\"FARGATE\"], \"networkMode\": \"awsvpc\" and task-level cpu and memory",
-                td.family_revision()
-            )));
-        }
-        let eff = effective_task(td, spec.overrides.as_ref())?;
-        let mut tags = Vec::new();
-        if spec.propagate_tags.as_deref() == Some("TASK_DEFINITION") {
-            tags.clone_from(&td_rec.tags);
-        }
-        merge_tags(&mut tags, &spec.tags);
-        validate_tags(&tags, 0)?;
-
-        // Ids are made once: a retried write reuses them (nothing was written).
-        let task_ids: Vec<u128> = (0..count).map(|_| ids.next_u128()).collect();
-        let mut extra_ids: Vec<Vec<u128>> = Vec::new();
-        for _ in 0..count {
-            let n = 2 + td.input.container_definitions.len();
-            extra_ids.push((0..n).map(|_| ids.next_u128()).collect());
-        }
+        let launch = self.launch(&spec, cluster, true).await?;
+        let new_ids = NewTaskIds::make(ids, count, &launch.td);
 
         let lock_key = keys::HOST_ALLOC.to_string();
         let _guard = self.lock(&lock_key).await;
@@ -346,103 +394,135 @@ impl Ecs {
                 }
             }
             let mut fleet = self.fleet(now).await?;
-            let demand = Demand {
-                cpu: eff.cpu,
-                memory: eff.memory,
-            };
-            let mut new_tasks = Vec::new();
-            let mut failures = Vec::new();
-            let mut touched: BTreeMap<String, u64> = BTreeMap::new();
-            for i in 0..count {
-                match scheduler::place(&fleet.views, demand) {
-                    Ok(p) => {
-                        fleet.views[p.index].commit(demand, p.octet);
-                        *touched.entry(p.host_id.clone()).or_default() += 1;
-                        let host = &fleet.hosts[p.index];
-                        new_tasks.push(self.new_task(
-                            NewTaskInput {
-                                spec: &spec,
-                                cluster: &cluster,
-                                td,
-                                eff: &eff,
-                                tags: &tags,
-                                provider: &provider,
-                                host,
-                                octet: p.octet,
-                                id: task_ids[i],
-                                extra: &extra_ids[i],
-                            },
-                            now,
-                        ));
-                    }
-                    Err(f) => failures.push(Failure {
-                        arn: Some(td.task_definition_arn.clone()),
-                        reason: f.reason().to_string(),
-                        detail: Some(f.to_string()),
-                    }),
-                }
-            }
-            if new_tasks.is_empty() && spec.client_token.is_none() {
+            let placed = self.place_tasks(&spec, &launch, &mut fleet, &new_ids, now);
+            if placed.tasks.is_empty() && spec.client_token.is_none() {
                 return Ok(RunTaskOutput {
                     tasks: Vec::new(),
-                    failures,
+                    failures: placed.failures,
                 });
             }
             let mut txn = Txn::new();
-            for (host_id, n) in &touched {
-                let (rev, rec) = fleet.alloc.get(host_id).cloned().unwrap_or_default();
-                let key = keys::host_alloc(host_id);
-                txn = txn
-                    .when(Compare::ModRevision(key.clone(), rev))
-                    .then(Op::Put(
-                        key,
-                        encode(&AllocRecord {
-                            placements: rec.placements + n,
-                        }),
-                    ));
-            }
             if let Some(token) = spec.client_token.as_deref() {
                 let key = keys::client_token(token);
                 let rec = ClientTokenRecord {
                     fingerprint: fp.clone(),
-                    cluster: cluster.cluster_name.clone(),
-                    task_ids: new_tasks
+                    cluster: launch.cluster.cluster_name.clone(),
+                    task_ids: placed
+                        .tasks
                         .iter()
                         .map(|t| t.record.task.id().to_string())
                         .collect(),
-                    failures: failures.clone(),
+                    failures: placed.failures.clone(),
                 };
                 txn = txn
                     .when(Compare::ModRevision(key.clone(), 0))
                     .then(Op::Put(key, encode(&rec)));
             }
-            for t in &new_tasks {
-                let id = t.record.task.id();
-                txn = txn
-                    .then(Op::Put(
-                        keys::task(&cluster.cluster_name, id),
-                        encode(&t.record),
-                    ))
-                    .then(Op::Put(
-                        keys::task_index(id),
-                        encode(&TaskIndex {
-                            cluster: cluster.cluster_name.clone(),
-                            host_id: t.record.host_id.clone(),
-                        }),
-                    ))
-                    .then(Op::Put(
-                        keys::placement(&t.record.host_id, id),
-                        encode(&t.placement),
-                    ));
-            }
+            txn = placed.write(txn, &fleet);
             if self.store.txn(txn).await?.succeeded {
                 return Ok(RunTaskOutput {
-                    tasks: new_tasks.into_iter().map(|t| t.record.task).collect(),
-                    failures,
+                    tasks: placed.tasks.into_iter().map(|t| t.record.task).collect(),
+                    failures: placed.failures,
                 });
             }
         }
         Err(EcsError::Contention(lock_key))
+    }
+
+    /// Settles what a launch of `spec` runs: the task definition (ACTIVE
+    /// when `require_active`; a service's existing deployments may keep an
+    /// INACTIVE one), its size after overrides, the capacity provider and
+    /// the tags.
+    pub(super) async fn launch(
+        &self,
+        spec: &RunTaskSpec,
+        cluster: Cluster,
+        require_active: bool,
+    ) -> Result<Launch, EcsError> {
+        let provider = capacity_provider(spec, &cluster)?;
+        let td_name = spec
+            .task_definition
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| EcsError::invalid("taskDefinition is required"))?;
+        let (td_rec, _) = self
+            .get_task_definition(&TaskDefinitionRef::parse(td_name)?)
+            .await?;
+        let td = td_rec.task_definition;
+        let usable = if require_active {
+            td.status == TaskDefinitionStatus::Active
+        } else {
+            td.status != TaskDefinitionStatus::DeleteInProgress
+        };
+        if !usable {
+            return Err(EcsError::client(format!(
+                "TaskDefinition is inactive: {} is {}; run an ACTIVE revision (register a new one or name the family for its latest)",
+                td.family_revision(),
+                td.status.as_str()
+            )));
+        }
+        check_fargate_compatible(&td)?;
+        let eff = effective_task(&td, spec.overrides.as_ref())?;
+        let mut tags = Vec::new();
+        if spec.propagate_tags.as_deref() == Some("TASK_DEFINITION") {
+            tags.clone_from(&td_rec.tags);
+        }
+        merge_tags(&mut tags, &spec.tags);
+        validate_tags(&tags, 0)?;
+        Ok(Launch {
+            cluster,
+            provider,
+            td,
+            eff,
+            tags,
+        })
+    }
+
+    /// Places `ids.count()` tasks of `launch` on the fleet (pure given the
+    /// fleet view): the tasks that fit, a failure for each that does not.
+    pub(super) fn place_tasks(
+        &self,
+        spec: &RunTaskSpec,
+        launch: &Launch,
+        fleet: &mut Fleet,
+        ids: &NewTaskIds,
+        now: Timestamp,
+    ) -> Placed {
+        let demand = Demand {
+            cpu: launch.eff.cpu,
+            memory: launch.eff.memory,
+        };
+        let mut placed = Placed::default();
+        for (id, extra) in ids.task.iter().zip(&ids.extra) {
+            match scheduler::place(&fleet.views, demand) {
+                Ok(p) => {
+                    fleet.views[p.index].commit(demand, p.octet);
+                    *placed.touched.entry(p.host_id.clone()).or_default() += 1;
+                    let host = &fleet.hosts[p.index];
+                    placed.tasks.push(self.new_task(
+                        NewTaskInput {
+                            spec,
+                            cluster: &launch.cluster,
+                            td: &launch.td,
+                            eff: &launch.eff,
+                            tags: &launch.tags,
+                            provider: &launch.provider,
+                            host,
+                            octet: p.octet,
+                            id: *id,
+                            extra,
+                        },
+                        now,
+                    ));
+                }
+                Err(f) => placed.failures.push(Failure {
+                    arn: Some(launch.td.task_definition_arn.clone()),
+                    reason: f.reason().to_string(),
+                    detail: Some(f.to_string()),
+                }),
+            }
+        }
+        placed
     }
 
     /// The answer of an earlier RunTask with this token, if there was one.
@@ -481,9 +561,9 @@ impl Ecs {
             .spec
             .network_configuration
             .as_ref()
-            .and_then(|n| n.awsvpc_configuration.as_ref())
-            .and_then(|v| v.subnets.first().cloned())
-            .unwrap_or_else(|| DEFAULT_SUBNET.to_string());
+            .and_then(|n| n.first_subnet())
+            .unwrap_or(DEFAULT_SUBNET)
+            .to_string();
         let mac = {
             let o: Vec<u8> = ip.split('.').filter_map(|p| p.parse().ok()).collect();
             // Locally administered, derived from the address: unique per host.
@@ -764,7 +844,7 @@ impl Ecs {
                         .ok()
                         .and_then(|a| match a.resource {
                             EcsResource::TaskDefinition { family, .. } => Some(family),
-                            EcsResource::Cluster(_) => None,
+                            EcsResource::Cluster(_) | EcsResource::Service { .. } => None,
                         });
                 if family.as_deref() != Some(fam.as_str()) {
                     continue;
@@ -866,10 +946,21 @@ struct NewTaskInput<'a> {
     extra: &'a [u128],
 }
 
+/// Refuses a revision that cannot run on FARGATE.
+pub(super) fn check_fargate_compatible(td: &TaskDefinition) -> Result<(), EcsError> {
+    if td.compatibilities.iter().any(|c| c == "FARGATE") {
+        return Ok(());
+    }
+    Err(EcsError::client(format!(
+        "task definition {} is not compatible with FARGATE; register a revision with \"requiresCompatibilities\": [\"FARGATE\"], \"networkMode\": \"awsvpc\" and task-level cpu and memory",
+        td.family_revision()
+    )))
+}
+
 /// Used by the agent module: the definition a task runs.
 pub(super) fn family_revision_of(arn: &str) -> Option<(String, u32)> {
     match arn.parse::<Arn>().ok()?.resource {
         EcsResource::TaskDefinition { family, revision } => Some((family, revision)),
-        EcsResource::Cluster(_) => None,
+        EcsResource::Cluster(_) | EcsResource::Service { .. } => None,
     }
 }

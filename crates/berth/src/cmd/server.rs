@@ -1,14 +1,16 @@
 //! `berth server` and `berth up`.
 //!
-//! `server` runs the control plane. `up` runs everything one machine needs in
-//! one process; today that is the control plane, and the agent, registry and
-//! load balancer join it as they land, each talking to the server over the
-//! same network protocol a remote one would use.
+//! `server` runs the control plane: the API, the registry and the service
+//! reconciler loop (`berth_control::controller`). `up` runs everything one
+//! machine needs in one process; today that is the control plane and the
+//! agent, which talks to the server over the same network protocol a remote
+//! one would use.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use berth_api::{router, ApiState, KeyRing, RandomIds, TokenAuthority};
+use berth_control::controller::ServiceController;
 use berth_control::logs::FileLogSink;
 use berth_control::Caller;
 use berth_control::{Ecr, Ecs};
@@ -112,13 +114,17 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
             tokens: tokens.clone(),
         }),
     });
+    let ids: Arc<dyn berth_control::IdSource> = Arc::new(RandomIds);
+    // The cluster manager: one service reconciler loop per server process
+    // (with several replicas on etcd, only the elected leader will run it).
+    let controller = ServiceController::new(ecs.clone(), ids.clone(), Arc::new(wall_clock));
     let state = Arc::new(ApiState {
         ecs,
         ecr,
         keys,
         tokens,
         registry_host: bound.to_string(),
-        ids: Arc::new(RandomIds),
+        ids,
         logs: Arc::new(logs),
     });
     dd.write_endpoint(&url)?;
@@ -158,6 +164,7 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    tokio::spawn(controller.run(stopped(stop_rx.clone())));
     let api = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     match agent {
         None => api.await.context("serving the API")?,
@@ -171,6 +178,16 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
     }
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The wall clock, in milliseconds since the epoch (the one place the
+/// control plane's time comes from).
+fn wall_clock() -> berth_core::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    berth_core::Timestamp(ms)
 }
 
 /// The registry's credential check: HTTP Basic with user `AWS` and an ECR
