@@ -424,6 +424,30 @@ fn container_report(name: &str, status: &str, reason: Option<String>) -> Contain
     }
 }
 
+/// The STOPPED report of a task that never got going.
+fn failed_to_start(defs: &[ContainerDefinition], reason: String) -> TaskStateReport {
+    TaskStateReport {
+        last_status: TaskStatus::Stopped,
+        containers: defs
+            .iter()
+            .map(|c| {
+                container_report(
+                    c.name.as_deref().unwrap_or(""),
+                    "STOPPED",
+                    Some(reason.clone()),
+                )
+            })
+            .collect(),
+        pull_started_at: None,
+        pull_stopped_at: None,
+        started_at: None,
+        execution_stopped_at: None,
+        stop_code: Some(StopCode::TaskFailedToStart),
+        stopped_reason: Some(reason),
+        health_status: HealthStatus::Unknown,
+    }
+}
+
 /// Sends a report until the control plane takes it (or refuses it for good).
 async fn send_report(
     control: &ControlClient,
@@ -589,28 +613,7 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
         // No logs to ship: the reporter must not wait for a flush.
         drop(flush_rx);
         tracing::warn!(task = %id, reason = %reason, "task failed to start");
-        let _ = tx
-            .send(TaskStateReport {
-                last_status: TaskStatus::Stopped,
-                containers: defs
-                    .iter()
-                    .map(|c| {
-                        container_report(
-                            c.name.as_deref().unwrap_or(""),
-                            "STOPPED",
-                            Some(reason.clone()),
-                        )
-                    })
-                    .collect(),
-                pull_started_at: None,
-                pull_stopped_at: None,
-                started_at: None,
-                execution_stopped_at: None,
-                stop_code: Some(StopCode::TaskFailedToStart),
-                stopped_reason: Some(reason),
-                health_status: HealthStatus::Unknown,
-            })
-            .await;
+        let _ = tx.send(failed_to_start(&defs, reason)).await;
     } else {
         let ip: Ipv4Addr = t.ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
         let gateway: Ipv4Addr = t.gateway.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -695,28 +698,7 @@ async fn worker(shared: Arc<Shared>, t: TaskAssignment, adopt: bool) {
             } else {
                 format!("CannotStartContainerError: {e}")
             };
-            let _ = tx
-                .send(TaskStateReport {
-                    last_status: TaskStatus::Stopped,
-                    containers: defs
-                        .iter()
-                        .map(|c| {
-                            container_report(
-                                c.name.as_deref().unwrap_or(""),
-                                "STOPPED",
-                                Some(reason.clone()),
-                            )
-                        })
-                        .collect(),
-                    pull_started_at: None,
-                    pull_stopped_at: None,
-                    started_at: None,
-                    execution_stopped_at: None,
-                    stop_code: Some(StopCode::TaskFailedToStart),
-                    stopped_reason: Some(reason),
-                    health_status: HealthStatus::Unknown,
-                })
-                .await;
+            let _ = tx.send(failed_to_start(&defs, reason)).await;
         }
         done.notify_one();
         let _ = shipper.await;
