@@ -186,8 +186,14 @@ def test_no_leftovers_after_fifty_tasks(split, tmp_path):
         assert out["failures"] == [], out["failures"]
         arns += [t["taskArn"] for t in out["tasks"]]
     assert len(arns) == 50
-    # An agent crash in the middle, too.
-    time.sleep(1)
+    # An agent crash in the middle, too: once some tasks are under way.
+    deadline = time.monotonic() + 60
+    while True:
+        ts = [t for i in range(0, len(arns), 100) for t in ecs.describe_tasks(tasks=arns[i:i + 100])["tasks"]]
+        if sum(t["lastStatus"] != "PROVISIONING" for t in ts) >= 5:
+            break
+        assert time.monotonic() < deadline, "no task got going"
+        time.sleep(0.1)
     split.kill9_agent()
     split.start_agent(cpu=16384, memory=32768)
     for a in arns:
@@ -222,7 +228,11 @@ def test_adopted_task_survives_a_failed_pull(split, tmp_path):
     # (The manifest is always resolved from the registry, so the pull now
     # fails even though the layers are cached.)
     split.start_agent()
-    time.sleep(3)
+    # Wait until the restarted agent has adopted the task despite the failed pull.
+    deadline = time.monotonic() + 60
+    while "pull failed while adopting" not in split.agent_log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, split.agent_log.read_text(errors="replace")[-3000:]
+        time.sleep(0.1)
     t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
     assert t["lastStatus"] == "RUNNING", t
     assert _get(f"http://{ip}:8080/") == "still here\n"

@@ -492,7 +492,6 @@ def test_server_kill9_mid_deployment_converges_without_duplicates(tmp_path):
         wait_for("the new deployment's tasks to run", new_running, timeout=60, every=0.1)
         assert describe(ecs, name)["deployments"][0]["rolloutState"] == "IN_PROGRESS"
         split.inst.kill9()
-        time.sleep(2)
         split.inst.start()
         ecs = split.ecs()
 

@@ -346,18 +346,14 @@ fn reconcile(shared: &Arc<Shared>, tasks: Vec<TaskAssignment>) {
                 // (otherwise the task is already stopping by itself).
                 tracked.insert(t.task_id.clone(), t.stop_reason.is_some());
                 drop(tracked);
-                let shared2 = shared.clone();
-                let id = t.task_id.clone();
-                let reason = t.stop_reason.clone();
-                tokio::spawn(async move {
-                    let s = shared2.clone();
-                    let w = tokio::spawn(worker(shared2, t, true));
-                    if let Some(reason) = reason {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        s.executor.stop_task(&id, StopCode::UserInitiated, &reason);
-                    }
-                    let _ = w.await;
-                });
+                // The runner remembers a stop asked for before `run_task`
+                // adopts the task, so the order needs no pause.
+                if let Some(reason) = &t.stop_reason {
+                    shared
+                        .executor
+                        .stop_task(&t.task_id, StopCode::UserInitiated, reason);
+                }
+                tokio::spawn(worker(shared.clone(), t, true));
             }
             (TaskStatus::Stopped, None)
                 if shared.executor.finished_report(&t.task_id).is_some() =>
