@@ -124,6 +124,31 @@ impl Ecs {
         self.heartbeat_seconds
     }
 
+    /// The id a request names for a cluster-scoped resource: a bare id, or
+    /// an ARN `arn:aws:ecs:REGION:ACCOUNT:KIND/CLUSTER/ID` (or the old form
+    /// `KIND/ID`) of this account and `cluster`; `None` otherwise.
+    pub(crate) fn resource_in_cluster(
+        &self,
+        kind: &str,
+        cluster: &str,
+        s: &str,
+        valid: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        if !s.starts_with("arn:") {
+            return valid(s).then(|| s.to_string());
+        }
+        let rest = s.strip_prefix(&format!(
+            "arn:aws:ecs:{}:{}:{kind}/",
+            self.scope.region, self.scope.account
+        ))?;
+        let id = match rest.split_once('/') {
+            Some((c, id)) if c == cluster => id,
+            Some(_) => return None,
+            None => rest,
+        };
+        valid(id).then(|| id.to_string())
+    }
+
     /// The write lock covering `key`.
     async fn lock(&self, key: &str) -> MutexGuard<'_, ()> {
         let mut h = DefaultHasher::new();

@@ -587,19 +587,7 @@ impl Ecs {
     /// The service name a request names (a name or a service ARN of
     /// `cluster`), or `None` when it cannot name a service of that cluster.
     fn service_name_in(&self, cluster: &str, s: &str) -> Option<String> {
-        if !s.starts_with("arn:") {
-            return valid_service_name(s).then(|| s.to_string());
-        }
-        let rest = s.strip_prefix(&format!(
-            "arn:aws:ecs:{}:{}:service/",
-            self.scope.region, self.scope.account
-        ))?;
-        let name = match rest.split_once('/') {
-            Some((c, name)) if c == cluster => name,
-            Some(_) => return None,
-            None => rest,
-        };
-        valid_service_name(name).then(|| name.to_string())
+        self.resource_in_cluster("service", cluster, s, valid_service_name)
     }
 
     /// The tasks a service started (group `service:NAME`), with their mod

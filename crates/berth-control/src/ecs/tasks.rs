@@ -347,19 +347,7 @@ impl Ecs {
     /// The task id a request names (an id or a task ARN of `cluster`), or
     /// `None` when it cannot name a task of that cluster.
     fn task_id_in(&self, cluster: &str, s: &str) -> Option<String> {
-        if !s.starts_with("arn:") {
-            return is_task_id(s).then(|| s.to_string());
-        }
-        let rest = s.strip_prefix(&format!(
-            "arn:aws:ecs:{}:{}:task/",
-            self.scope.region, self.scope.account
-        ))?;
-        let id = match rest.split_once('/') {
-            Some((c, id)) if c == cluster => id,
-            Some(_) => return None,
-            None => rest,
-        };
-        is_task_id(id).then(|| id.to_string())
+        self.resource_in_cluster("task", cluster, s, is_task_id)
     }
 
     /// RunTask.
