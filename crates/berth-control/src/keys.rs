@@ -118,3 +118,87 @@ pub fn host_placements(host: &str) -> String {
 pub fn placement(host: &str, task: &str) -> String {
     format!("{PLACEMENTS}{host}/{task}")
 }
+
+// ---- load balancers (ELBv2) -------------------------------------------------
+//
+// | key | value |
+// |---|---|
+// | `/elb/lbs/{name}` | [`berth_core::elb::LoadBalancerRecord`] |
+// | `/elb/tgs/{name}` | [`berth_core::elb::TargetGroupRecord`] |
+// | `/elb/listeners/{lbName}/{listenerId}` | [`berth_core::elb::ListenerRecord`] |
+// | `/elb/rules/{listenerId}/{ruleId}` | [`berth_core::elb::RuleRecord`] |
+// | `/elb/ports/{port}` | the ARN of the listener that holds this machine port |
+// | `/elb/targets/{tgName}/{ip}:{port}` | [`berth_core::elb::TargetRecord`] |
+// | `/elb/health/{tgName}/{ip}:{port}` | [`berth_core::elb::TargetHealthRecord`] (written by the data path) |
+
+/// Prefix of everything the load balancers keep (the data path watches it).
+pub const ELB: &str = "/elb/";
+/// Prefix of all load balancers.
+pub const ELB_LBS: &str = "/elb/lbs/";
+/// Prefix of all target groups.
+pub const ELB_TGS: &str = "/elb/tgs/";
+/// Prefix of all listeners.
+pub const ELB_LISTENERS: &str = "/elb/listeners/";
+/// Prefix of all rules.
+pub const ELB_RULES: &str = "/elb/rules/";
+/// Prefix of the port claims.
+pub const ELB_PORTS: &str = "/elb/ports/";
+/// Prefix of all registered targets.
+pub const ELB_TARGETS: &str = "/elb/targets/";
+/// Prefix of all target health records.
+pub const ELB_HEALTH: &str = "/elb/health/";
+
+/// The key of a load balancer.
+pub fn elb_lb(name: &str) -> String {
+    format!("{ELB_LBS}{name}")
+}
+
+/// The key of a target group.
+pub fn elb_tg(name: &str) -> String {
+    format!("{ELB_TGS}{name}")
+}
+
+/// The prefix of one load balancer's listeners.
+pub fn elb_lb_listeners(lb: &str) -> String {
+    format!("{ELB_LISTENERS}{lb}/")
+}
+
+/// The key of a listener.
+pub fn elb_listener(lb: &str, id: &str) -> String {
+    format!("{ELB_LISTENERS}{lb}/{id}")
+}
+
+/// The prefix of one listener's rules.
+pub fn elb_listener_rules(listener_id: &str) -> String {
+    format!("{ELB_RULES}{listener_id}/")
+}
+
+/// The key of a rule.
+pub fn elb_rule(listener_id: &str, id: &str) -> String {
+    format!("{ELB_RULES}{listener_id}/{id}")
+}
+
+/// The key of a machine port claim.
+pub fn elb_port(port: u16) -> String {
+    format!("{ELB_PORTS}{port}")
+}
+
+/// The prefix of one target group's targets.
+pub fn elb_tg_targets(tg: &str) -> String {
+    format!("{ELB_TARGETS}{tg}/")
+}
+
+/// The key of a target (`ip:port`).
+pub fn elb_target(tg: &str, ip: &str, port: u16) -> String {
+    format!("{ELB_TARGETS}{tg}/{ip}:{port}")
+}
+
+/// The prefix of one target group's health records.
+pub fn elb_tg_health(tg: &str) -> String {
+    format!("{ELB_HEALTH}{tg}/")
+}
+
+/// The key of a target's health record.
+pub fn elb_health(tg: &str, ip: &str, port: u16) -> String {
+    format!("{ELB_HEALTH}{tg}/{ip}:{port}")
+}

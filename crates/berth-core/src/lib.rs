@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod arn;
 pub mod cluster;
+pub mod elb;
 pub mod error;
 pub mod launch;
 pub mod resources;
