@@ -3,10 +3,11 @@
 //! [`ServiceController::run`] watches the store (`/ecs/tasks/` and
 //! `/ecs/services/`): each change marks the service it concerns dirty (a
 //! task by its group `service:NAME`), and after a short debounce every dirty
-//! service is reconciled once (`Ecs::reconcile_service`). A periodic resync
-//! reconciles every ACTIVE or DRAINING service anyway, which covers what no
-//! event announces (a health check grace period running out, a host coming
-//! back) and a watch that fell behind.
+//! service is reconciled once (`Ecs::reconcile_service`). A load balancer
+//! health transition (`/elb/health/`) marks every service dirty. A periodic
+//! resync reconciles every ACTIVE or DRAINING service anyway, which covers
+//! what no event announces (a health check grace period running out, a
+//! target's drain ending, a host coming back) and a watch that fell behind.
 //!
 //! The loop keeps no state of its own: everything it decides from is in
 //! the store, and every write is guarded, so it is safe to kill at any
@@ -125,8 +126,15 @@ impl ServiceController {
                         if ev.kind == EventKind::Delete {
                             continue;
                         }
-                        if let Some(k) = service_of(&ev.key, ev.value.as_deref()) {
-                            if tx.send(Some(k)).is_err() {
+                        // A load balancer health transition may decide a
+                        // service's deployment: look at every service.
+                        let msg = if prefix == keys::ELB_HEALTH {
+                            Some(None)
+                        } else {
+                            service_of(&ev.key, ev.value.as_deref()).map(Some)
+                        };
+                        if let Some(m) = msg {
+                            if tx.send(m).is_err() {
                                 return;
                             }
                         }
@@ -178,7 +186,7 @@ impl ServiceController {
     /// Runs until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let watchers = [keys::TASKS, keys::SERVICES]
+        let watchers = [keys::TASKS, keys::SERVICES, keys::ELB_HEALTH]
             .map(|prefix| tokio::spawn(Self::follow(self.ecs.clone(), prefix, tx.clone())));
         drop(tx);
         let mut tick = tokio::time::interval(self.resync);

@@ -61,6 +61,26 @@ pub const EARLY_EXIT_SECONDS: i64 = 10;
 /// The `stoppedReason` of a task stopped for failing its health checks.
 pub const HEALTH_CHECK_REASON: &str = "Task failed container health checks";
 
+/// The `stoppedReason` of a task stopped for failing its load balancer's
+/// health checks in a target group.
+pub fn elb_health_reason(target_group_arn: &str) -> String {
+    format!("Task failed ELB health checks in (target-group {target_group_arn})")
+}
+
+/// Where a task stands with the load balancers of its service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LbHealth {
+    /// The service has no load balancer.
+    #[default]
+    NotBehind,
+    /// Not registered yet, or not yet passing the health checks.
+    Initial,
+    /// Healthy in every target group.
+    Healthy,
+    /// Failing the health checks of this target group.
+    Unhealthy(String),
+}
+
 /// The `stoppedReason` of a task the scheduler scales in or drains.
 pub fn scaling_reason(deployment: &str) -> String {
     format!("Scaling activity initiated by (deployment {deployment})")
@@ -96,6 +116,8 @@ pub struct TaskView {
     pub stop_code: Option<StopCode>,
     /// Why it stopped, in words.
     pub stopped_reason: Option<String>,
+    /// Its standing with the service's load balancers.
+    pub lb: LbHealth,
 }
 
 impl TaskView {
@@ -112,7 +134,15 @@ impl TaskView {
             ended_at: t.execution_stopped_at.or(t.stopped_at),
             stop_code: t.stop_code,
             stopped_reason: t.stopped_reason.clone(),
+            lb: LbHealth::NotBehind,
         }
+    }
+
+    /// The same view with its load balancer standing.
+    #[must_use]
+    pub fn with_lb(mut self, lb: LbHealth) -> Self {
+        self.lb = lb;
+        self
     }
 
     /// Not yet STOPPED: it holds resources.
@@ -125,11 +155,13 @@ impl TaskView {
         self.live() && self.desired_status == TaskStatus::Running
     }
 
-    /// Active, RUNNING, and HEALTHY when `health_checked`.
+    /// Active, RUNNING, HEALTHY when `health_checked`, and healthy in its
+    /// load balancers' target groups when it is behind any.
     pub fn healthy(&self, health_checked: bool) -> bool {
         self.active()
             && self.last_status == TaskStatus::Running
             && (!health_checked || self.health == HealthStatus::Healthy)
+            && matches!(self.lb, LbHealth::NotBehind | LbHealth::Healthy)
     }
 }
 
@@ -237,7 +269,10 @@ fn outcome(t: &TaskView, health_checked: bool, now: Timestamp) -> Outcome {
             Outcome::Neutral
         };
     }
-    if t.stopped_reason.as_deref() == Some(HEALTH_CHECK_REASON) {
+    if t.stopped_reason
+        .as_deref()
+        .is_some_and(|r| r == HEALTH_CHECK_REASON || r.starts_with("Task failed ELB health checks"))
+    {
         return Outcome::Failure;
     }
     match t.stop_code {
@@ -416,10 +451,26 @@ pub fn reconcile(service: &ServiceRecord, tasks: &[TaskView], now: Timestamp) ->
             health_stops.push(t.id.as_str());
         }
     }
-    for id in &health_stops {
+    let mut health_reasons: Vec<String> = vec![HEALTH_CHECK_REASON.to_string(); health_stops.len()];
+    for t in tasks {
+        let past_grace = t
+            .started_at
+            .is_none_or(|s| now.0 >= s.0.saturating_add(grace_ms));
+        if let LbHealth::Unhealthy(tg) = &t.lb {
+            if t.active() && past_grace && !health_stops.contains(&t.id.as_str()) {
+                plan.push(Action::Event(format!(
+                    "(service {name}) (task {}) failed ELB health checks in (target-group {tg}).",
+                    t.id
+                )));
+                health_stops.push(t.id.as_str());
+                health_reasons.push(elb_health_reason(tg));
+            }
+        }
+    }
+    for (id, reason) in health_stops.iter().zip(health_reasons) {
         plan.push(Action::Stop {
             task: (*id).to_string(),
-            reason: HEALTH_CHECK_REASON.to_string(),
+            reason,
         });
     }
     stopping.extend(&health_stops);

@@ -110,6 +110,7 @@ fn running(id: &str, dep: &str, created: i64, health: HealthStatus) -> TaskView 
         ended_at: None,
         stop_code: None,
         stopped_reason: None,
+        lb: LbHealth::NotBehind,
     }
 }
 
@@ -125,6 +126,7 @@ fn stopped(id: &str, dep: &str, created: i64, code: StopCode, ran: Option<i64>) 
         ended_at: Some(Timestamp(created + SEC + ran.unwrap_or(0))),
         stop_code: Some(code),
         stopped_reason: None,
+        lb: LbHealth::NotBehind,
     }
 }
 
@@ -717,6 +719,7 @@ impl World {
                     ended_at: None,
                     stop_code: None,
                     stopped_reason: None,
+                    lb: LbHealth::NotBehind,
                 });
             }
         }
@@ -880,6 +883,7 @@ prop_compose! {
                 ended_at: stopped_task.then_some(Timestamp(created * SEC + SEC + ran * SEC)),
                 stop_code: (desired_status == TaskStatus::Stopped).then_some(code),
                 stopped_reason: None,
+                lb: LbHealth::NotBehind,
             });
         }
         World { svc, tasks, now: 200 * SEC, next: 0, ids: SequentialIds::default() }
@@ -937,4 +941,72 @@ proptest! {
         w.apply(&plan)?;
         prop_assert!(w.converged(), "not converged: {:?}\n{:?}", w.svc.deployments, w.tasks);
     }
+}
+
+#[test]
+fn a_task_behind_a_load_balancer_counts_as_healthy_only_once_its_targets_are() {
+    let s = service(
+        1,
+        100,
+        200,
+        None,
+        vec![
+            deployment(
+                "new",
+                DeploymentStatus::Primary,
+                RolloutState::InProgress,
+                false,
+            ),
+            deployment(
+                "old",
+                DeploymentStatus::Active,
+                RolloutState::Completed,
+                false,
+            ),
+        ],
+    );
+    let old = running("o", "old", 0, HealthStatus::Unknown).with_lb(LbHealth::Healthy);
+    // The new task runs but its target is still in `initial`: the old one stays.
+    let new = running("n", "new", 5 * SEC, HealthStatus::Unknown).with_lb(LbHealth::Initial);
+    let p = reconcile(&s, &[old.clone(), new.clone()], Timestamp(60 * SEC));
+    assert!(stop_ids(&p).is_empty(), "{p:?}");
+    // Once healthy in the target group, the old task is stopped.
+    let new = new.with_lb(LbHealth::Healthy);
+    let p = reconcile(&s, &[old, new], Timestamp(60 * SEC));
+    assert_eq!(stop_ids(&p), ["o"]);
+}
+
+#[test]
+fn a_task_failing_the_load_balancers_health_checks_is_replaced_after_the_grace_period() {
+    let mut s = service(
+        1,
+        100,
+        200,
+        None,
+        vec![deployment(
+            "d",
+            DeploymentStatus::Primary,
+            RolloutState::Completed,
+            false,
+        )],
+    );
+    s.service.health_check_grace_period_seconds = Some(30);
+    let tg = "arn:aws:elasticloadbalancing:r:1:targetgroup/web/0123456789abcdef";
+    let tasks =
+        [running("t", "d", 0, HealthStatus::Unknown).with_lb(LbHealth::Unhealthy(tg.into()))];
+    assert!(stop_ids(&reconcile(&s, &tasks, Timestamp(20 * SEC))).is_empty());
+    let p = reconcile(&s, &tasks, Timestamp(31 * SEC));
+    let reason = elb_health_reason(tg);
+    assert_eq!(p.stops().collect::<Vec<_>>(), [("t", reason.as_str())]);
+    assert!(events(&p)
+        .iter()
+        .any(|e| e.contains("failed ELB health checks in (target-group")));
+    assert_eq!(p.start(), Some(("d", 1)));
+    // It counts against the circuit breaker like a container health check failure.
+    let mut failed = stopped("t", "d", 0, StopCode::ServiceSchedulerInitiated, Some(SEC));
+    failed.stopped_reason = Some(reason);
+    assert_eq!(
+        consecutive_failures(&s.deployments[0], &[failed], Timestamp(60 * SEC)),
+        1
+    );
 }

@@ -17,6 +17,7 @@
 pub mod agent;
 mod clusters;
 pub mod hosts;
+pub mod lb;
 pub mod run_spec;
 mod service_apply;
 #[cfg(test)]

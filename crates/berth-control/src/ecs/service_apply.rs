@@ -18,8 +18,11 @@ use berth_core::task::{StopCode, TaskStatus};
 use berth_core::Timestamp;
 use berth_store::{Compare, Op, Txn};
 
+use std::collections::BTreeMap;
+
+use super::lb::{parse_service_lbs, TgCache};
 use super::services::ServiceRecord;
-use super::tasks::{Launch, NewTaskIds, PlacementRecord, RunTaskSpec};
+use super::tasks::{Launch, NewTaskIds, PlacementRecord, RunTaskSpec, TaskRecord};
 use super::{backoff, decode, encode, Ecs, MAX_RETRIES};
 use crate::ids::{self, IdSource};
 use crate::service_reconciler::{self, started_event, TaskView};
@@ -61,15 +64,31 @@ impl Ecs {
                 return Ok(ReconcileOutcome::default());
             }
             let tasks = self.service_tasks(cluster, name).await?;
-            let views: Vec<TaskView> = tasks.iter().map(|(t, _)| TaskView::of(&t.task)).collect();
-            let plan = service_reconciler::reconcile(&rec, &views, now);
-            if plan.is_empty() {
-                return Ok(ReconcileOutcome::default());
+            // Stored loadBalancers were checked when they were set.
+            let lbs = parse_service_lbs(&rec.service.load_balancers).unwrap_or_default();
+            let mut cache = TgCache::default();
+            let mut views = Vec::with_capacity(tasks.len());
+            for (t, _) in &tasks {
+                let mut view = TaskView::of(&t.task);
+                if !lbs.is_empty() || !t.lb_targets.is_empty() {
+                    view = view.with_lb(self.lb_health(t, !lbs.is_empty(), &mut cache).await?);
+                }
+                views.push(view);
             }
+            let plan = service_reconciler::reconcile(&rec, &views, now);
             let mut next = rec.clone();
             next.apply(&plan, ids, now);
             let mut txn = Txn::new().when(Compare::ModRevision(key.clone(), rev));
             let mut out = ReconcileOutcome::default();
+            // Tasks this pass changes, written once each at the end.
+            let mut edits: BTreeMap<String, (TaskRecord, u64)> = BTreeMap::new();
+            let mut stop_placements: Vec<(String, String)> = Vec::new();
+            let mut registered: BTreeMap<String, usize> = BTreeMap::new();
+            let mut deregistered: BTreeMap<String, usize> = BTreeMap::new();
+            let add = |txn: Txn, guards: Vec<Compare>, ops: Vec<Op>| {
+                let txn = guards.into_iter().fold(txn, Txn::when);
+                ops.into_iter().fold(txn, Txn::then)
+            };
 
             for (task_id, reason) in plan.stops() {
                 let Some((trec, trev)) = tasks.iter().find(|(t, _)| t.task.id() == task_id) else {
@@ -85,19 +104,95 @@ impl Ecs {
                 t.stop_code = Some(StopCode::ServiceSchedulerInitiated);
                 t.stopped_reason = Some(reason.to_string());
                 t.version += 1;
-                let tkey = keys::task(cluster, task_id);
+                let before: Vec<String> = trec
+                    .lb_targets
+                    .iter()
+                    .map(|l| l.target_group_arn.clone())
+                    .collect();
+                let (guards, ops, stop_now) = self.deregister_task(&mut trec, now).await?;
+                for tg in before {
+                    *deregistered.entry(tg).or_default() += 1;
+                }
+                txn = add(txn, guards, ops);
+                if stop_now {
+                    stop_placements.push((trec.host_id.clone(), task_id.to_string()));
+                }
+                edits.insert(task_id.to_string(), (trec, *trev));
+                out.stopped += 1;
+            }
+
+            // Load balancer upkeep: register tasks that run, remove the
+            // targets of tasks that stopped, end drains that are over.
+            for (t, trev) in &tasks {
+                let id = t.task.id();
+                if edits.contains_key(id) {
+                    continue;
+                }
+                let st = &t.task;
+                if !lbs.is_empty()
+                    && t.lb_targets.is_empty()
+                    && t.drain_until.is_none()
+                    && st.last_status == TaskStatus::Running
+                    && st.desired_status == TaskStatus::Running
+                {
+                    let mut trec = t.clone();
+                    let (guards, ops, _missing) =
+                        self.register_task(&mut trec, &lbs, &mut cache, now).await?;
+                    if !trec.lb_targets.is_empty() {
+                        for l in &trec.lb_targets {
+                            *registered.entry(l.target_group_arn.clone()).or_default() += 1;
+                        }
+                        txn = add(txn, guards, ops);
+                        edits.insert(id.to_string(), (trec, *trev));
+                    }
+                } else if !t.lb_targets.is_empty()
+                    && (st.last_status == TaskStatus::Stopped
+                        || (st.desired_status == TaskStatus::Stopped
+                            && t.drain_until.is_some_and(|u| now >= u)))
+                {
+                    let mut trec = t.clone();
+                    let (guards, ops) = self.remove_task_targets(&mut trec).await?;
+                    txn = add(txn, guards, ops);
+                    if st.last_status != TaskStatus::Stopped {
+                        stop_placements.push((trec.host_id.clone(), id.to_string()));
+                    }
+                    edits.insert(id.to_string(), (trec, *trev));
+                }
+            }
+            for (tg, n) in &registered {
+                next.push_event(
+                    ids::uuid(ids.next_u128()),
+                    format!("(service {name}) registered {n} targets in (target-group {tg})"),
+                    now,
+                );
+            }
+            for (tg, n) in &deregistered {
+                next.push_event(
+                    ids::uuid(ids.next_u128()),
+                    format!("(service {name}) deregistered {n} targets in (target-group {tg})"),
+                    now,
+                );
+            }
+            for (id, (trec, trev)) in &edits {
+                let tkey = keys::task(cluster, id);
                 txn = txn
                     .when(Compare::ModRevision(tkey.clone(), *trev))
-                    .then(Op::Put(tkey, encode(&trec)));
-                let pkey = keys::placement(&trec.host_id, task_id);
+                    .then(Op::Put(tkey, encode(trec)));
+            }
+            for (host, task_id) in &stop_placements {
+                let pkey = keys::placement(host, task_id);
                 if let Some(kv) = self.store.get(&pkey).await? {
                     let mut p: PlacementRecord = decode(&kv)?;
-                    p.desired_status = TaskStatus::Stopped;
-                    txn = txn
-                        .when(Compare::ModRevision(pkey.clone(), kv.mod_revision))
-                        .then(Op::Put(pkey, encode(&p)));
+                    if p.desired_status != TaskStatus::Stopped {
+                        p.desired_status = TaskStatus::Stopped;
+                        txn = txn
+                            .when(Compare::ModRevision(pkey.clone(), kv.mod_revision))
+                            .then(Op::Put(pkey, encode(&p)));
+                    }
                 }
-                out.stopped += 1;
+            }
+            if plan.is_empty() && edits.is_empty() {
+                return Ok(ReconcileOutcome::default());
             }
 
             let alloc_lock = keys::HOST_ALLOC.to_string();
@@ -144,7 +239,7 @@ impl Ecs {
                     ),
                 }
             }
-            if next == rec && out.started == 0 && out.stopped == 0 {
+            if next == rec && out.started == 0 && out.stopped == 0 && edits.is_empty() {
                 // Only a repeated complaint: nothing to write.
                 return Ok(ReconcileOutcome::default());
             }

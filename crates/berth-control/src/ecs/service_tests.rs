@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::*;
 use crate::ids::SequentialIds;
-use crate::{Caller, EcsError};
+use crate::{keys, Caller, EcsError};
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -370,4 +370,292 @@ async fn delete_drains_then_deactivates() {
     ));
     assert_eq!(e.service_counts("default").await.unwrap(), (0, 0));
     e.delete_cluster("default").await.unwrap();
+}
+
+const TG_ARN: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/00000000000000aa";
+
+/// A target group `web` (deregistration delay 10 s) that a listener forwards
+/// to, written as the ELBv2 API writes them, and a task definition `api`
+/// whose container `app` maps port 8080.
+async fn load_balanced(e: &Ecs, store: &Arc<dyn Store>) {
+    use berth_core::elb::{
+        Action, ActionKind, ListenerRecord, TargetGroupRecord, WeightedTargetGroup,
+    };
+    let tg = TargetGroupRecord {
+        arn: TG_ARN.into(),
+        name: "web".into(),
+        id: "00000000000000aa".into(),
+        protocol: "HTTP".into(),
+        protocol_version: "HTTP1".into(),
+        port: 80,
+        vpc_id: None,
+        target_type: "ip".into(),
+        health_check: Default::default(),
+        attributes: [(
+            berth_core::elb::ATTR_DEREGISTRATION_DELAY.to_string(),
+            "10".to_string(),
+        )]
+        .into(),
+        tags: Default::default(),
+        created: T0,
+    };
+    let listener = ListenerRecord {
+        arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/00000000000000bb/00000000000000cc".into(),
+        id: "00000000000000cc".into(),
+        load_balancer_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/lb/00000000000000bb".into(),
+        lb_name: "lb".into(),
+        port: 8000,
+        protocol: "HTTP".into(),
+        certificates: Vec::new(),
+        ssl_policy: None,
+        default_actions: vec![Action {
+            order: None,
+            kind: ActionKind::Forward {
+                target_groups: vec![WeightedTargetGroup { target_group_arn: TG_ARN.into(), weight: 1 }],
+                forward_config: false,
+                stickiness_seconds: None,
+            },
+        }],
+        tags: Default::default(),
+    };
+    store
+        .txn(
+            berth_store::Txn::new()
+                .then(berth_store::Op::Put(keys::elb_tg("web"), encode(&tg)))
+                .then(berth_store::Op::Put(
+                    keys::elb_listener("lb", "00000000000000cc"),
+                    encode(&listener),
+                )),
+        )
+        .await
+        .unwrap();
+    let input: TaskDefinitionInput = serde_json::from_value(json!({
+        "family": "api",
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{"name": "app", "image": "api:1", "portMappings": [{"containerPort": 8080}]}],
+    }))
+    .unwrap();
+    e.register_task_definition(input, Vec::new(), &caller(), T0)
+        .await
+        .unwrap();
+}
+
+fn behind_lb(name: &str, desired: i64) -> CreateServiceSpec {
+    serde_json::from_value(json!({
+        "serviceName": name,
+        "taskDefinition": "api",
+        "desiredCount": desired,
+        "loadBalancers": [{"targetGroupArn": TG_ARN, "containerName": "app", "containerPort": 8080}],
+    }))
+    .unwrap()
+}
+
+async fn target(store: &Arc<dyn Store>, ip: &str) -> Option<berth_core::elb::TargetRecord> {
+    let kv = store
+        .get(&keys::elb_target("web", ip, 8080))
+        .await
+        .unwrap()?;
+    Some(serde_json::from_slice(&kv.value).unwrap())
+}
+
+async fn set_health(
+    store: &Arc<dyn Store>,
+    ip: &str,
+    state: berth_core::elb::TargetHealthState,
+    at: Timestamp,
+) {
+    let h = berth_core::elb::TargetHealthRecord {
+        state,
+        reason: None,
+        description: None,
+        since: at,
+    };
+    store
+        .txn(berth_store::Txn::new().then(berth_store::Op::Put(
+            keys::elb_health("web", ip, 8080),
+            encode(&h),
+        )))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn load_balancers_are_checked_when_a_service_is_created() {
+    let (e, store, ids) = setup(true).await;
+    // No target group yet.
+    let err = e
+        .create_service(behind_lb("api", 1), &caller(), &ids, T0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    load_balanced(&e, &store).await;
+    // A container port the task definition does not map.
+    let mut spec = behind_lb("api", 1);
+    spec.load_balancers[0]["containerPort"] = json!(9090);
+    let err = e
+        .create_service(spec, &caller(), &ids, T0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no container app with a portMapping for containerPort 9090"),
+        "{err}"
+    );
+    let s = e
+        .create_service(behind_lb("api", 1), &caller(), &ids, T0)
+        .await
+        .unwrap();
+    assert_eq!(s.load_balancers[0]["targetGroupArn"], TG_ARN);
+}
+
+#[tokio::test]
+async fn service_tasks_register_count_healthy_only_when_the_target_is_and_drain_before_stopping() {
+    use berth_core::elb::TargetHealthState;
+    let (e, store, ids) = setup(true).await;
+    load_balanced(&e, &store).await;
+    e.create_service(behind_lb("api", 1), &caller(), &ids, T0)
+        .await
+        .unwrap();
+    e.reconcile_service("default", "api", &ids, T0)
+        .await
+        .unwrap();
+    let id = task_ids(&e, "api").await.remove(0);
+    let t1 = Timestamp(T0.0 + 1000);
+    report(&e, &id, TaskStatus::Running, t1).await;
+    e.reconcile_service("default", "api", &ids, t1)
+        .await
+        .unwrap();
+    let (rec, _) = e.task_record("default", &id).await.unwrap().unwrap();
+    let ip = rec.task.private_ip().unwrap().to_string();
+    let t = target(&store, &ip).await.expect("registered once RUNNING");
+    assert_eq!((t.port, t.drain_until), (8080, None));
+    assert_eq!(rec.lb_targets.len(), 1);
+    // RUNNING but not yet healthy in the target group: no steady state.
+    let (svc, _) = e.service_record("default", "api").await.unwrap().unwrap();
+    assert!(!svc.steady);
+    assert!(svc
+        .service
+        .events
+        .iter()
+        .any(|ev| ev.message.contains("registered 1 targets in (target-group")));
+    // Healthy: the deployment completes.
+    let t2 = Timestamp(T0.0 + 2000);
+    set_health(&store, &ip, TargetHealthState::Healthy, t2).await;
+    e.reconcile_service("default", "api", &ids, t2)
+        .await
+        .unwrap();
+    let (svc, _) = e.service_record("default", "api").await.unwrap().unwrap();
+    assert!(svc.steady, "{:?}", svc.service.events);
+
+    // Scale in: the task is deregistered and drains; its host keeps it
+    // running until the deregistration delay (10 s) has passed.
+    let mut upd: UpdateServiceSpec =
+        serde_json::from_value(json!({"service": "api", "desiredCount": 0})).unwrap();
+    upd.cluster = None;
+    e.update_service(upd, &ids, t2).await.unwrap();
+    e.reconcile_service("default", "api", &ids, t2)
+        .await
+        .unwrap();
+    let (rec, _) = e.task_record("default", &id).await.unwrap().unwrap();
+    assert_eq!(rec.task.desired_status, TaskStatus::Stopped);
+    assert_eq!(rec.task.last_status, TaskStatus::Deactivating);
+    assert_eq!(
+        target(&store, &ip).await.unwrap().drain_until,
+        Some(Timestamp(t2.0 + 10_000))
+    );
+    let placement = |store: Arc<dyn Store>, host: String, id: String| async move {
+        let kv = store
+            .get(&keys::placement(&host, &id))
+            .await
+            .unwrap()
+            .unwrap();
+        serde_json::from_slice::<PlacementRecord>(&kv.value)
+            .unwrap()
+            .desired_status
+    };
+    assert_eq!(
+        placement(store.clone(), rec.host_id.clone(), id.clone()).await,
+        TaskStatus::Running
+    );
+    e.reconcile_service("default", "api", &ids, Timestamp(t2.0 + 5_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        placement(store.clone(), rec.host_id.clone(), id.clone()).await,
+        TaskStatus::Running
+    );
+    // The drain is over: the target goes and the host is told to stop.
+    e.reconcile_service("default", "api", &ids, Timestamp(t2.0 + 10_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        placement(store.clone(), rec.host_id.clone(), id.clone()).await,
+        TaskStatus::Stopped
+    );
+    assert!(target(&store, &ip).await.is_none());
+    assert!(store
+        .get(&keys::elb_health("web", &ip, 8080))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn stop_task_drains_a_load_balanced_task_and_a_dead_task_leaves_its_target_groups() {
+    let (e, store, ids) = setup(true).await;
+    load_balanced(&e, &store).await;
+    e.create_service(behind_lb("api", 2), &caller(), &ids, T0)
+        .await
+        .unwrap();
+    e.reconcile_service("default", "api", &ids, T0)
+        .await
+        .unwrap();
+    let ids_now = task_ids(&e, "api").await;
+    let t1 = Timestamp(T0.0 + 1000);
+    for id in &ids_now {
+        report(&e, id, TaskStatus::Running, t1).await;
+    }
+    e.reconcile_service("default", "api", &ids, t1)
+        .await
+        .unwrap();
+    let ip = |rec: &TaskRecord| rec.task.private_ip().unwrap().to_string();
+    let (a, _) = e
+        .task_record("default", &ids_now[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let (b, _) = e
+        .task_record("default", &ids_now[1])
+        .await
+        .unwrap()
+        .unwrap();
+    // StopTask: draining, the placement still RUNNING.
+    let stopped = e
+        .stop_task(None, a.task.id(), Some("bye"), t1)
+        .await
+        .unwrap();
+    assert_eq!(stopped.last_status, TaskStatus::Deactivating);
+    assert!(target(&store, &ip(&a)).await.unwrap().drain_until.is_some());
+    let kv = store
+        .get(&keys::placement(&a.host_id, a.task.id()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<PlacementRecord>(&kv.value)
+            .unwrap()
+            .desired_status,
+        TaskStatus::Running
+    );
+    // The other task dies by itself: its target is removed at once.
+    report(&e, b.task.id(), TaskStatus::Stopped, t1).await;
+    e.reconcile_service("default", "api", &ids, t1)
+        .await
+        .unwrap();
+    assert!(target(&store, &ip(&b)).await.is_none());
 }

@@ -671,11 +671,6 @@ impl Ecs {
         check_scheduling(spec.scheduling_strategy.as_deref())?;
         check_controller(spec.deployment_controller.as_ref())?;
         check_empty(
-            "loadBalancers",
-            &spec.load_balancers,
-            "load balancers are not supported by Berth yet; create the service without them",
-        )?;
-        check_empty(
             "serviceRegistries",
             &spec.service_registries,
             "service discovery is not supported by Berth yet; create the service without it",
@@ -752,6 +747,7 @@ impl Ecs {
                 )
             })?;
         let td = self.service_task_definition(td_name).await?;
+        let load_balancers = self.check_load_balancers(&spec.load_balancers, &td).await?;
 
         let cname = cluster.cluster_name.clone();
         let key = keys::service(&cname, &name);
@@ -792,7 +788,7 @@ impl Ecs {
                     service_arn: self.scope.service_arn(&cname, &name),
                     service_name: name.clone(),
                     cluster_arn: cluster.cluster_arn.clone(),
-                    load_balancers: Vec::new(),
+                    load_balancers: load_balancers.clone(),
                     service_registries: Vec::new(),
                     status: ServiceStatus::Active,
                     desired_count: desired,
@@ -853,11 +849,6 @@ impl Ecs {
             .ok_or_else(|| EcsError::invalid("service is required"))?;
         check_controller(spec.deployment_controller.as_ref())?;
         let empty = |v: &Option<Vec<Value>>| v.as_deref().unwrap_or(&[]).to_vec();
-        check_empty(
-            "loadBalancers",
-            &empty(&spec.load_balancers),
-            "load balancers are not supported by Berth yet",
-        )?;
         check_empty(
             "serviceRegistries",
             &empty(&spec.service_registries),
@@ -938,9 +929,39 @@ impl Ecs {
                     rec.service.status.as_str()
                 )));
             }
+            let new_lbs = match &spec.load_balancers {
+                Some(lbs) => {
+                    let td = match &new_td {
+                        Some(td) => td.clone(),
+                        None => {
+                            self.task_definition_by_arn(&rec.service.task_definition)
+                                .await?
+                        }
+                    };
+                    Some(self.check_load_balancers(lbs, &td).await?)
+                }
+                None => {
+                    if let Some(td) = new_td
+                        .as_ref()
+                        .filter(|_| !rec.service.load_balancers.is_empty())
+                    {
+                        // The new revision must still serve the target groups.
+                        self.check_load_balancers(&rec.service.load_balancers, td)
+                            .await?;
+                    }
+                    None
+                }
+            };
             let s = &mut rec.service;
             if let Some(d) = spec.desired_count {
                 s.desired_count = d;
+            }
+            let mut lbs_changed = false;
+            if let Some(lbs) = new_lbs {
+                if lbs != s.load_balancers {
+                    s.load_balancers = lbs;
+                    lbs_changed = true;
+                }
             }
             if let Some(c) = &spec.deployment_configuration {
                 let cfg = &mut s.deployment_configuration;
@@ -980,7 +1001,8 @@ impl Ecs {
                     s.launch_type = None;
                 }
             }
-            let mut redeploy = spec.force_new_deployment;
+            // New load balancers apply to new tasks: deploy them.
+            let mut redeploy = spec.force_new_deployment || lbs_changed;
             if let Some(n) = &spec.network_configuration {
                 if s.network_configuration.as_ref() != Some(n) {
                     s.network_configuration = Some(n.clone());

@@ -84,6 +84,14 @@ pub struct TaskRecord {
     /// The container overrides, validated.
     #[serde(default)]
     pub container_overrides: Vec<ContainerOverride>,
+    /// The load balancer targets it is registered as (tasks of services
+    /// with `loadBalancers`), until they are deregistered and drained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lb_targets: Vec<super::lb::LbTarget>,
+    /// Deregistered from its target groups: its host is told to stop it
+    /// once this instant passes (the longest deregistration delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_until: Option<Timestamp>,
 }
 
 /// Where a task id lives.
@@ -670,6 +678,8 @@ impl Ecs {
                 cpu: i.eff.cpu,
                 memory: i.eff.memory,
                 container_overrides: i.eff.container_overrides.clone(),
+                lb_targets: Vec::new(),
+                drain_until: None,
             },
         }
     }
@@ -713,11 +723,18 @@ impl Ecs {
                     .to_string(),
             );
             t.version += 1;
-            let mut txn = Txn::new()
+            // Behind a load balancer: drain first; the service reconciler
+            // tells the host to stop the task once the drain is over.
+            let (guards, ops, stop_now) = self.deregister_task(&mut rec, now).await?;
+            let mut txn = guards.into_iter().fold(Txn::new(), Txn::when);
+            txn = ops.into_iter().fold(txn, Txn::then);
+            txn = txn
                 .when(Compare::ModRevision(key.clone(), rev))
                 .then(Op::Put(key.clone(), encode(&rec)));
             let pkey = keys::placement(&rec.host_id, &id);
-            if let Some(kv) = self.store.get(&pkey).await? {
+            if !stop_now {
+                // Not yet: the placement stays RUNNING while it drains.
+            } else if let Some(kv) = self.store.get(&pkey).await? {
                 let mut p: PlacementRecord = decode(&kv)?;
                 p.desired_status = TaskStatus::Stopped;
                 txn = txn
