@@ -21,6 +21,42 @@ pub struct ApiClient {
     http: reqwest::Client,
 }
 
+/// Percent-encodes a form value (RFC 3986 unreserved characters kept).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An XML element as JSON, the way Query protocol answers are shaped: an
+/// element whose children are all `<member>` is an array, an element with
+/// children an object, any other element its text.
+pub fn xml_to_json(node: roxmltree::Node<'_, '_>) -> Value {
+    let children: Vec<roxmltree::Node<'_, '_>> = node
+        .children()
+        .filter(roxmltree::Node::is_element)
+        .collect();
+    if children.is_empty() {
+        // An empty list and an empty string look alike; callers treat
+        // both as "nothing".
+        return Value::String(node.text().unwrap_or("").to_string());
+    }
+    if children.iter().all(|c| c.tag_name().name() == "member") {
+        return Value::Array(children.into_iter().map(xml_to_json).collect());
+    }
+    let mut map = serde_json::Map::new();
+    for c in children {
+        map.insert(c.tag_name().name().to_string(), xml_to_json(c));
+    }
+    Value::Object(map)
+}
+
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -63,6 +99,12 @@ impl ApiClient {
         let mut h = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&self.host) {
             h.insert(http::header::HOST, v);
+        }
+        if service == "elasticloadbalancing" {
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+            );
         }
         if let Some(t) = target {
             if let Ok(v) = HeaderValue::from_str(t) {
@@ -118,6 +160,48 @@ impl ApiClient {
             );
         }
         Ok(v)
+    }
+
+    /// Calls an ELBv2 operation (AWS Query protocol); the `{Action}Result`
+    /// element comes back as JSON ([`xml_to_json`]). `Err` carries the
+    /// error code and message.
+    pub async fn elbv2(&self, action: &str, params: &[(&str, String)]) -> anyhow::Result<Value> {
+        let mut form = format!("Action={}&Version=2015-12-01", form_encode(action));
+        for (k, v) in params {
+            form.push('&');
+            form.push_str(&form_encode(k));
+            form.push('=');
+            form.push_str(&form_encode(v));
+        }
+        let body = form.into_bytes();
+        let headers = self.signed("POST", "/", None, &body, "elasticloadbalancing", None);
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach Berth at {} (is `berth up` running?)",
+                    self.endpoint
+                )
+            })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let doc = roxmltree::Document::parse(&text)
+            .with_context(|| format!("{action}: the answer is not XML ({status}): {text}"))?;
+        let root = xml_to_json(doc.root_element());
+        if !status.is_success() {
+            let e = &root["Error"];
+            bail!(
+                "{action} failed: {}: {}",
+                e["Code"].as_str().unwrap_or("error"),
+                e["Message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(root[format!("{action}Result").as_str()].clone())
     }
 
     /// Opens the log stream of a task (`GET /berth/v1/tasks/{id}/logs`).

@@ -182,6 +182,31 @@ impl DataDir {
         )
     }
 
+    /// Where HTTPS listeners' certificates are kept: `{name}.crt` and
+    /// `{name}.key` for `arn:aws:acm:REGION:ACCOUNT:certificate/{name}`.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.path.join("certs")
+    }
+
+    /// Records the address load balancer listeners are bound to.
+    pub fn write_lb_host(&self, host: &str) -> anyhow::Result<()> {
+        write_atomic(
+            &self.path.join("lb-host"),
+            format!("{host}\n").as_bytes(),
+            0o644,
+        )
+    }
+
+    /// The address to reach load balancer listeners at on this machine
+    /// (`127.0.0.1` when they are bound to every address).
+    pub fn lb_host(&self) -> String {
+        fs::read_to_string(self.path.join("lb-host"))
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty() && s != "0.0.0.0")
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+
     /// The URL the server last listened on, or the default.
     pub fn endpoint(&self) -> String {
         fs::read_to_string(self.path.join("endpoint"))

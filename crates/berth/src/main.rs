@@ -65,6 +65,9 @@ enum Command {
     Run(RunArgs),
     /// Deploy IMAGE as the service NAME and follow the rollout.
     Deploy(DeployArgs),
+    /// Load balancers.
+    #[command(subcommand)]
+    Lb(LbCommand),
     /// List tasks.
     Ps(PsArgs),
     /// Stop a task.
@@ -115,15 +118,35 @@ struct DeployArgs {
     /// Tasks to run (default: 1 for a new service, unchanged otherwise).
     #[arg(long)]
     count: Option<i64>,
-    /// A container port the image listens on.
+    /// A container port the image listens on; the service gets a load
+    /// balancer (listener, target group) in front of it, unless --no-lb.
     #[arg(long)]
     port: Option<u16>,
+    /// Do not put a load balancer in front of --port.
+    #[arg(long)]
+    no_lb: bool,
+    /// The listener port (default: the first free one from 8000).
+    #[arg(long)]
+    lb_port: Option<u16>,
+    /// The path the load balancer's health checks request.
+    #[arg(long, default_value = "/")]
+    health_check_path: String,
+    /// Seconds a deregistered task keeps finishing in-flight requests.
+    #[arg(long, default_value = "5")]
+    deregistration_delay: u32,
     /// The cluster.
     #[arg(long, default_value = "default")]
     cluster: String,
     /// Seconds to wait for the rollout before giving up.
     #[arg(long, default_value = "600")]
     timeout: u64,
+}
+
+/// `berth lb ...`.
+#[derive(Subcommand)]
+enum LbCommand {
+    /// List load balancers with the URL of each listener on this machine.
+    Ls(Common),
 }
 
 /// `berth ps`.
@@ -211,19 +234,30 @@ fn main() -> std::process::ExitCode {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
-        Command::Deploy(a) => cmd::deploy::run(
-            &a.common,
-            &cmd::deploy::DeployOpts {
-                name: a.name,
-                image: a.image,
-                cpu: a.cpu,
-                memory: a.memory,
-                count: a.count,
-                port: a.port,
-                cluster: a.cluster,
-                timeout: std::time::Duration::from_secs(a.timeout),
-            },
-        ),
+        Command::Deploy(a) => {
+            let front = a.port.filter(|_| !a.no_lb).map(|p| cmd::lb::Front {
+                name: cmd::lb::lb_name(&a.name),
+                container_port: p,
+                listener_port: a.lb_port,
+                health_check_path: a.health_check_path.clone(),
+                deregistration_delay: a.deregistration_delay,
+            });
+            cmd::deploy::run(
+                &a.common,
+                &cmd::deploy::DeployOpts {
+                    name: a.name,
+                    image: a.image,
+                    cpu: a.cpu,
+                    memory: a.memory,
+                    count: a.count,
+                    port: a.port,
+                    front,
+                    cluster: a.cluster,
+                    timeout: std::time::Duration::from_secs(a.timeout),
+                },
+            )
+        }
+        Command::Lb(LbCommand::Ls(c)) => cmd::lb::ls(&c),
         Command::Ps(a) => cmd::tasks::ps(&a.common, &a.cluster, a.all),
         Command::Stop(a) => cmd::tasks::stop(&a.common, &a.cluster, &a.task, a.reason.as_deref()),
         Command::Logs(a) => cmd::tasks::logs(&a.common, &a.task, a.follow, a.container.as_deref()),

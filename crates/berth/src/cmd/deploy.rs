@@ -36,6 +36,8 @@ pub struct DeployOpts {
     pub cluster: String,
     /// Give up after this long.
     pub timeout: Duration,
+    /// The load balancer to put in front (with `--port`, unless `--no-lb`).
+    pub front: Option<super::lb::Front>,
 }
 
 fn valid_name(n: &str) -> bool {
@@ -123,6 +125,16 @@ fn deployment_lines(service: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn print_url(url: Option<&str>, front: Option<&super::lb::FrontEnd>) {
+    if let (Some(url), Some(fe)) = (url, front) {
+        println!("url: {url}");
+        println!(
+            "load balancer: {} (also http://{}:{}/ from this machine's browsers and curl)",
+            fe.dns_name, fe.dns_name, fe.port
+        );
+    }
+}
+
 async fn describe(api: &ApiClient, cluster: &str, name: &str) -> anyhow::Result<Option<Value>> {
     let v = api
         .ecs(
@@ -151,6 +163,21 @@ pub fn run(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
 
 async fn deploy(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
     let api = ApiClient::from_common(c)?;
+    let lb_host = crate::datadir::DataDir::open_existing(&c.data_dir)?.lb_host();
+    let front = match &o.front {
+        Some(f) => Some(super::lb::ensure(&api, f, &lb_host).await?),
+        None => None,
+    };
+    let load_balancers = front.as_ref().map(|fe| {
+        json!([{
+            "targetGroupArn": fe.target_group_arn,
+            "containerName": o.name,
+            "containerPort": o.port,
+        }])
+    });
+    let url = front
+        .as_ref()
+        .map(|fe| super::lb::listener_url(&lb_host, &fe.protocol, &fe.port));
     let (td, reused) = task_definition(&api, o).await?;
     println!(
         "task definition {}{}",
@@ -174,6 +201,12 @@ async fn deploy(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
             if let Some(n) = o.count {
                 req["desiredCount"] = json!(n);
             }
+            if let Some(lbs) = &load_balancers {
+                let current = existing.as_ref().map(|s| &s["loadBalancers"]);
+                if current != Some(lbs) {
+                    req["loadBalancers"] = lbs.clone();
+                }
+            }
             let v = api.ecs("UpdateService", req).await?;
             println!("service {} updated", o.name);
             v["service"].clone()
@@ -183,23 +216,22 @@ async fn deploy(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
             o.name
         ),
         _ => {
-            let v = api
-                .ecs(
-                    "CreateService",
-                    json!({
-                        "cluster": o.cluster,
-                        "serviceName": o.name,
-                        "taskDefinition": td,
-                        "desiredCount": o.count.unwrap_or(1),
-                        "launchType": "FARGATE",
-                        "deploymentConfiguration": {
-                            "deploymentCircuitBreaker": {"enable": true, "rollback": true},
-                            "maximumPercent": 200,
-                            "minimumHealthyPercent": 100,
-                        },
-                    }),
-                )
-                .await?;
+            let mut req = json!({
+                "cluster": o.cluster,
+                "serviceName": o.name,
+                "taskDefinition": td,
+                "desiredCount": o.count.unwrap_or(1),
+                "launchType": "FARGATE",
+                "deploymentConfiguration": {
+                    "deploymentCircuitBreaker": {"enable": true, "rollback": true},
+                    "maximumPercent": 200,
+                    "minimumHealthyPercent": 100,
+                },
+            });
+            if let Some(lbs) = &load_balancers {
+                req["loadBalancers"] = lbs.clone();
+            }
+            let v = api.ecs("CreateService", req).await?;
             println!("service {} created", o.name);
             v["service"].clone()
         }
@@ -254,6 +286,7 @@ async fn deploy(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
                     "deployment {ours} completed: service {} runs {} ({} task(s))",
                     o.name, o.image, s["desiredCount"]
                 );
+                print_url(url.as_deref(), front.as_ref());
                 return Ok(());
             }
             Some(("FAILED", d)) => {
@@ -291,6 +324,7 @@ async fn deploy(c: &Common, o: &DeployOpts) -> anyhow::Result<()> {
                 };
                 if said("deployment completed.") {
                     println!("deployment {ours} completed");
+                    print_url(url.as_deref(), front.as_ref());
                     return Ok(());
                 }
                 if said("deployment failed") {

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod deploy;
 pub mod env;
 pub mod image;
+pub mod lb;
 pub mod registry;
 pub mod server;
 pub mod tasks;
