@@ -323,7 +323,7 @@ class BerthProcess:
     def taskdef_arn(self, family: str, revision: int) -> str:
         return f"arn:aws:ecs:{self.region}:{self.account}:task-definition/{family}:{revision}"
 
-    def boto3_client(self, **overrides: Any):
+    def boto3_client(self, service: str = "ecs", **overrides: Any):
         kwargs = dict(
             endpoint_url=self.env["AWS_ENDPOINT_URL"],
             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
@@ -334,7 +334,7 @@ class BerthProcess:
             ),
         )
         kwargs.update(overrides)
-        return boto3.session.Session().client("ecs", **kwargs)
+        return boto3.session.Session().client(service, **kwargs)
 
 
 def free_port() -> int:
