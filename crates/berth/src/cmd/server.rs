@@ -182,7 +182,7 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
 
 /// The wall clock, in milliseconds since the epoch (the one place the
 /// control plane's time comes from).
-fn wall_clock() -> berth_core::Timestamp {
+pub(crate) fn wall_clock() -> berth_core::Timestamp {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
