@@ -40,7 +40,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -137,6 +137,7 @@ struct State {
 
 struct RunningListener {
     stop: watch::Sender<bool>,
+    closed: oneshot::Receiver<()>,
     task: JoinHandle<()>,
     tls: Arc<ArcSwapOption<TlsAcceptor>>,
     tls_key: Option<tls::TlsKey>,
@@ -268,9 +269,10 @@ impl DataPlane {
             .collect();
         for port in gone {
             if let Some(l) = st.listeners.remove(&port) {
-                // Stops accepting at once; connections finish in the
+                // The socket closes now; connections finish in the
                 // background.
                 let _ = l.stop.send(true);
+                let _ = l.closed.await;
             }
         }
         for (port, l) in &config.listeners {
@@ -320,6 +322,7 @@ impl DataPlane {
             match TcpListener::bind(addr).await {
                 Ok(sock) => {
                     let (stop, stop_rx) = watch::channel(false);
+                    let (closed_tx, closed) = oneshot::channel();
                     let tls = Arc::new(ArcSwapOption::new(acceptor));
                     let task = tokio::spawn(listener::accept_loop(
                         sock,
@@ -327,11 +330,13 @@ impl DataPlane {
                         inner.routing.clone(),
                         tls.clone(),
                         stop_rx,
+                        closed_tx,
                     ));
                     st.listeners.insert(
                         *port,
                         RunningListener {
                             stop,
+                            closed,
                             task,
                             tls,
                             tls_key,

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -143,14 +143,16 @@ async fn serve<I>(
     }
 }
 
-/// Accepts connections on `listener` until told to stop, then lets them
-/// finish (at most [`STOP_GRACE`]).
+/// Accepts connections on `listener` until told to stop, then closes the
+/// socket (and says so on `closed`) and lets the connections finish (at
+/// most [`STOP_GRACE`]).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     port: u16,
     routing: Arc<Routing>,
     tls: Arc<ArcSwapOption<TlsAcceptor>>,
     mut stop: watch::Receiver<bool>,
+    closed: oneshot::Sender<()>,
 ) {
     let mut conns = JoinSet::new();
     let (conn_stop, conn_stop_rx) = watch::channel(false);
@@ -172,6 +174,7 @@ pub(crate) async fn accept_loop(
         }
     }
     drop(listener);
+    let _ = closed.send(());
     let _ = conn_stop.send(true);
     let drained = tokio::time::timeout(STOP_GRACE, async {
         while conns.join_next().await.is_some() {}

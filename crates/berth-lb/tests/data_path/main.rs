@@ -1,0 +1,9 @@
+//! The data path end to end on loopback: real backends, a real
+//! `DataPlane`, real clients. Tests assert behaviour, never timings; they
+//! wait on conditions with deadlines.
+
+mod health;
+mod lifecycle;
+mod protocols;
+mod routing;
+mod support;
