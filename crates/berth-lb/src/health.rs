@@ -161,7 +161,12 @@ pub(crate) struct CheckSpec {
 }
 
 /// Runs one check.
-async fn check(clients: &CheckClients, spec: &CheckSpec, authority: &Authority, m: &Matcher) -> Outcome {
+async fn check(
+    clients: &CheckClients,
+    spec: &CheckSpec,
+    authority: &Authority,
+    m: &Matcher,
+) -> Outcome {
     let https = spec.config.protocol.eq_ignore_ascii_case("HTTPS");
     let uri = Uri::builder()
         .scheme(if https { Scheme::HTTPS } else { Scheme::HTTP })
@@ -173,13 +178,20 @@ async fn check(clients: &CheckClients, spec: &CheckSpec, authority: &Authority, 
         Err(_) => {
             return Outcome::Failure {
                 reason: "Target.FailedHealthChecks",
-                description: format!("health check path {:?} is not a valid path", spec.config.path),
+                description: format!(
+                    "health check path {:?} is not a valid path",
+                    spec.config.path
+                ),
             }
         }
     };
     let mut req = Request::new(Empty::<Bytes>::new());
     *req.uri_mut() = uri;
-    *req.version_mut() = if spec.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    *req.version_mut() = if spec.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     req.headers_mut().insert(
         header::USER_AGENT,
         HeaderValue::from_static("ELB-HealthChecker/2.0"),

@@ -83,13 +83,7 @@ pub trait HealthSink: Send + Sync + 'static {
     /// to `healthy` (no reason), or to `unhealthy` with ELBv2's reason code
     /// (`Target.ResponseCodeMismatch`, `Target.Timeout`,
     /// `Target.FailedHealthChecks`) and a description.
-    async fn record(
-        &self,
-        target_group_arn: &str,
-        ip: &str,
-        port: u16,
-        health: TargetHealthRecord,
-    );
+    async fn record(&self, target_group_arn: &str, ip: &str, port: u16, health: TargetHealthRecord);
 }
 
 /// How a listener's port is doing.

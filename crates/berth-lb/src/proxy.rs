@@ -230,8 +230,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove("keep-alive");
     h.remove("proxy-connection");
     // `TE: trailers` is the one TE value HTTP/2 (gRPC) needs end to end.
-    if h
-        .get(header::TE)
+    if h.get(header::TE)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         h.remove(header::TE);
@@ -372,7 +371,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("gzip"));

@@ -45,9 +45,12 @@ enum Cond {
         values: Vec<Box<[u8]>>,
     },
     Method(Vec<Method>),
-    Query(Vec<(Option<Box<[u8]>>, Box<[u8]>)>),
+    Query(Vec<QueryPattern>),
     SourceIp(Vec<Cidr>),
 }
+
+/// A `query-string` pair: key pattern (any key when `None`), value pattern.
+type QueryPattern = (Option<Box<[u8]>>, Box<[u8]>);
 
 /// A compiled action.
 pub(crate) enum CompiledAction {
@@ -340,7 +343,10 @@ impl Cidr {
     /// Parses `a.b.c.d/n` or `x::y/n` (a bare address is a /32 or /128).
     pub fn parse(s: &str) -> Option<Self> {
         let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (ip.trim().parse::<IpAddr>().ok()?, p.trim().parse::<u8>().ok()?),
+            Some((ip, p)) => (
+                ip.trim().parse::<IpAddr>().ok()?,
+                p.trim().parse::<u8>().ok()?,
+            ),
             None => {
                 let ip = s.trim().parse::<IpAddr>().ok()?;
                 (ip, if ip.is_ipv4() { 32 } else { 128 })
@@ -358,7 +364,9 @@ impl Cidr {
         };
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {

@@ -48,9 +48,11 @@ pub(crate) fn https_connector(
         .with_tls_config(cfg)
         .https_or_http();
     if http2 {
-        b.enable_http2().wrap_connector(http_connector(connect_timeout))
+        b.enable_http2()
+            .wrap_connector(http_connector(connect_timeout))
     } else {
-        b.enable_http1().wrap_connector(http_connector(connect_timeout))
+        b.enable_http1()
+            .wrap_connector(http_connector(connect_timeout))
     }
 }
 
@@ -99,9 +101,7 @@ impl ServerCertVerifier for NoVerify {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -123,7 +123,10 @@ pub(crate) fn cert_paths(dir: &Path, arn: &str) -> Result<(PathBuf, PathBuf), St
                  (NAME: letters, digits, '-', '_', '.'); use such an ARN"
             )
         })?;
-    Ok((dir.join(format!("{name}.crt")), dir.join(format!("{name}.key"))))
+    Ok((
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    ))
 }
 
 /// What identifies the loaded state of a listener's certificates: the ARNs,
@@ -231,7 +234,10 @@ struct SniResolver {
 impl fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SniResolver")
-            .field("names", &self.certs.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "names",
+                &self.certs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

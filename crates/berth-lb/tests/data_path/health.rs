@@ -25,13 +25,19 @@ async fn health_transitions_and_reasons() {
     // initial → healthy after 2 successes.
     wait_for("healthy", || sink.states(p_b) == [Healthy]).await;
     let e = sink.events.lock().unwrap()[0].clone();
-    assert_eq!((e.tg, e.ip, e.port), (tg_arn("web"), "127.0.0.1".into(), p_b));
+    assert_eq!(
+        (e.tg, e.ip, e.port),
+        (tg_arn("web"), "127.0.0.1".into(), p_b)
+    );
     assert_eq!((e.record.reason, e.record.description), (None, None));
     assert_eq!(get(&c, port, "/").await.status.as_u16(), 200);
 
     // Transitions only: more checks, no more events.
     let seen = b.checks.load(Ordering::SeqCst);
-    wait_for("5 more checks", || b.checks.load(Ordering::SeqCst) >= seen + 5).await;
+    wait_for("5 more checks", || {
+        b.checks.load(Ordering::SeqCst) >= seen + 5
+    })
+    .await;
     assert_eq!(sink.states(p_b), [Healthy]);
 
     // healthy → unhealthy on a wrong code.

@@ -34,7 +34,10 @@ async fn draining_targets_finish_in_flight_requests_and_get_no_new_ones() {
         let c = c.clone();
         async move { get(&c, port, "/hold").await }
     });
-    wait_for("a held request on a", || a.holding.load(Ordering::SeqCst) == 1).await;
+    wait_for("a held request on a", || {
+        a.holding.load(Ordering::SeqCst) == 1
+    })
+    .await;
 
     // Deregistered: new requests all go to b.
     apply(&p, cfg(true, true)).await;
@@ -104,7 +107,9 @@ async fn reapplying_keeps_connections_health_and_checkers() {
     // The second listener removed: its port is closed when apply returns;
     // the request in flight on the first was never touched.
     apply(&p, base()).await;
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", other)).await.is_err());
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", other))
+        .await
+        .is_err());
     b.release(1);
     let r = held.await.unwrap();
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "b"));

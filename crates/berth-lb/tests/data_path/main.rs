@@ -2,6 +2,8 @@
 //! `DataPlane`, real clients. Tests assert behaviour, never timings; they
 //! wait on conditions with deadlines.
 
+#![allow(clippy::unwrap_used, missing_docs)]
+
 mod health;
 mod lifecycle;
 mod protocols;

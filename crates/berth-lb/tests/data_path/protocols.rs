@@ -18,9 +18,10 @@ async fn h2_get<T>(io: T, uri: &str) -> (u16, Version, String)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .expect("HTTP/2 handshake");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .expect("HTTP/2 handshake");
     tokio::spawn(conn);
     let resp = send
         .send_request(Request::get(uri).body(Empty::<Bytes>::new()).unwrap())
@@ -57,7 +58,10 @@ async fn h2c_prior_knowledge_to_clients_and_to_targets() {
 
     let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let (status, version, body) = h2_get(s, &format!("http://127.0.0.1:{port}/one")).await;
-    assert_eq!((status, version, body.as_str()), (200, Version::HTTP_2, "h1"));
+    assert_eq!(
+        (status, version, body.as_str()),
+        (200, Version::HTTP_2, "h1")
+    );
     // An HTTP/2 client to an HTTP/1 target: translated, with a Host.
     let seen = b1.last_seen();
     assert_eq!(seen.version, Version::HTTP_11);
@@ -74,10 +78,9 @@ async fn h2c_prior_knowledge_to_clients_and_to_targets() {
 }
 
 fn write_cert(dir: &std::path::Path, name: &str, names: &[&str]) -> CertificateDer<'static> {
-    let ck = rcgen::generate_simple_self_signed(
-        names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
     std::fs::write(dir.join(format!("{name}.crt")), ck.cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), ck.key_pair.serialize_pem()).unwrap();
     ck.cert.der().clone()
@@ -112,7 +115,10 @@ async fn https_with_alpn_h2_and_sni() {
         "arn:aws:acm:us-east-1:000000000000:certificate/main".into(),
         "arn:aws:acm:us-east-1:000000000000:certificate/other".into(),
     ];
-    let cfg = config(vec![l], vec![tg("web", quiet_hc(), vec![b.target(Some(Healthy))])]);
+    let cfg = config(
+        vec![l],
+        vec![tg("web", quiet_hc(), vec![b.target(Some(Healthy))])],
+    );
     let sink = Arc::new(MemSink::default());
     let p = plane_with_certs(&sink, dir.path().to_path_buf());
     apply(&p, cfg).await;
@@ -133,7 +139,10 @@ async fn https_with_alpn_h2_and_sni() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], main);
     let (status, version, body) = h2_get(tls, "https://app.test/x").await;
-    assert_eq!((status, version, body.as_str()), (200, Version::HTTP_2, "b"));
+    assert_eq!(
+        (status, version, body.as_str()),
+        (200, Version::HTTP_2, "b")
+    );
     let seen = b.last_seen();
     assert_eq!(seen.headers["x-forwarded-proto"], "https");
     assert_eq!(seen.headers["host"], "app.test");
@@ -143,7 +152,7 @@ async fn https_with_alpn_h2_and_sni() {
     assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], other);
     // An unknown name gets the default (first) certificate.
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let insecure = tls_client(&[main.clone()], &[b"http/1.1"]);
+    let insecure = tls_client(std::slice::from_ref(&main), &[b"http/1.1"]);
     let tls = insecure
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await

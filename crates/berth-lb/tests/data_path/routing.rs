@@ -221,17 +221,18 @@ async fn rules_match_in_priority_order_then_the_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_responses_and_redirects() {
     let port = free_port();
-    let redirect = |code: u16, protocol: &str, port: &str, host: &str, path: &str, query: &str| Action {
-        order: None,
-        kind: ActionKind::Redirect {
-            protocol: protocol.into(),
-            port: port.into(),
-            host: host.into(),
-            path: path.into(),
-            query: query.into(),
-            status_code: code,
-        },
-    };
+    let redirect =
+        |code: u16, protocol: &str, port: &str, host: &str, path: &str, query: &str| Action {
+            order: None,
+            kind: ActionKind::Redirect {
+                protocol: protocol.into(),
+                port: port.into(),
+                host: host.into(),
+                path: path.into(),
+                query: query.into(),
+                status_code: code,
+            },
+        };
     let json = Action {
         order: None,
         kind: ActionKind::FixedResponse {
@@ -240,13 +241,32 @@ async fn fixed_responses_and_redirects() {
             message_body: Some("{\"down\":true}".into()),
         },
     };
-    let path = |p: &str| vec![Condition::PathPattern { values: vec![p.into()] }];
+    let path = |p: &str| {
+        vec![Condition::PathPattern {
+            values: vec![p.into()],
+        }]
+    };
     let cfg = config(
         vec![listener(
             port,
             vec![
-                rule(1, path("/old/*"), redirect(301, "HTTPS", "443", "#{host}", "/new/#{path}", "#{query}")),
-                rule(2, path("/temp"), redirect(302, "#{protocol}", "#{port}", "other.example", "/#{path}", "from=#{host}")),
+                rule(
+                    1,
+                    path("/old/*"),
+                    redirect(301, "HTTPS", "443", "#{host}", "/new/#{path}", "#{query}"),
+                ),
+                rule(
+                    2,
+                    path("/temp"),
+                    redirect(
+                        302,
+                        "#{protocol}",
+                        "#{port}",
+                        "other.example",
+                        "/#{path}",
+                        "from=#{host}",
+                    ),
+                ),
                 rule(3, path("/json"), json),
             ],
             fixed(200, "hello"),
@@ -296,7 +316,11 @@ async fn weighted_forward_follows_the_weights() {
     let port = free_port();
     let h = Some(TargetHealthState::Healthy);
     let cfg = config(
-        vec![listener(port, vec![], forward(&[("a", 0), ("b", 1), ("c", 3)]))],
+        vec![listener(
+            port,
+            vec![],
+            forward(&[("a", 0), ("b", 1), ("c", 3)]),
+        )],
         vec![
             tg("a", quiet_hc(), vec![a.target(h)]),
             tg("b", quiet_hc(), vec![b.target(h)]),
@@ -311,7 +335,12 @@ async fn weighted_forward_follows_the_weights() {
         assert_eq!(get(&c, port, "/").await.status.as_u16(), 200);
     }
     assert_eq!(a.hits(), 0, "weight 0 gets nothing");
-    assert!(b.hits() > 0 && c3.hits() > 0, "b {} c {}", b.hits(), c3.hits());
+    assert!(
+        b.hits() > 0 && c3.hits() > 0,
+        "b {} c {}",
+        b.hits(),
+        c3.hits()
+    );
     assert_eq!(b.hits() + c3.hits(), 200);
     p.shutdown().await;
 }
@@ -355,7 +384,10 @@ async fn least_outstanding_requests_prefers_the_idle_target() {
     let port = free_port();
     let mut group = tg("web", no_hc(), vec![x.target(None), y.target(None)]);
     group.algorithm = Algorithm::LeastOutstandingRequests;
-    let cfg = config(vec![listener(port, vec![], forward(&[("web", 1)]))], vec![group]);
+    let cfg = config(
+        vec![listener(port, vec![], forward(&[("web", 1)]))],
+        vec![group],
+    );
     let sink = Arc::new(MemSink::default());
     let p = plane(&sink);
     apply(&p, cfg).await;
@@ -426,7 +458,10 @@ async fn forwarded_headers_like_alb() {
     let r = send(
         &c,
         Request::get(format!("http://127.0.0.1:{port}/"))
-            .header("x-amzn-trace-id", "Root=1-00000000-000000000000000000000000")
+            .header(
+                "x-amzn-trace-id",
+                "Root=1-00000000-000000000000000000000000",
+            )
             .body(Full::default())
             .unwrap(),
     )
@@ -436,7 +471,10 @@ async fn forwarded_headers_like_alb() {
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     let trace = h["x-amzn-trace-id"].to_str().unwrap();
     assert!(trace.starts_with("Self=1-"), "{trace}");
-    assert!(trace.ends_with(";Root=1-00000000-000000000000000000000000"), "{trace}");
+    assert!(
+        trace.ends_with(";Root=1-00000000-000000000000000000000000"),
+        "{trace}"
+    );
     p.shutdown().await;
 }
 
@@ -446,7 +484,11 @@ async fn errors_like_alb() {
     let garbage = garbage_backend().await;
     let silent = silent_backend().await;
     let refused = closed_port();
-    let path = |p: &str| vec![Condition::PathPattern { values: vec![p.into()] }];
+    let path = |p: &str| {
+        vec![Condition::PathPattern {
+            values: vec![p.into()],
+        }]
+    };
     let mut slow = tg("silent", no_hc(), vec![addr_target(silent, None)]);
     slow.response_timeout_ms = 200;
     let cfg = config(
@@ -486,15 +528,25 @@ async fn errors_like_alb() {
     expect(&get(&c, port, "/refused").await, 502, "Bad Gateway");
     expect(&get(&c, port, "/garbage").await, 502, "Bad Gateway");
     expect(&get(&c, port, "/silent").await, 504, "Gateway Time-out");
-    expect(&get(&c, port, "/nobody").await, 503, "Service Temporarily Unavailable");
-    expect(&get(&c, port, "/empty").await, 503, "Service Temporarily Unavailable");
+    expect(
+        &get(&c, port, "/nobody").await,
+        503,
+        "Service Temporarily Unavailable",
+    );
+    expect(
+        &get(&c, port, "/empty").await,
+        503,
+        "Service Temporarily Unavailable",
+    );
 
     // Malformed requests: 400, and the listener keeps serving.
     for raw in [
         &b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n"[..], // no Host
-        &b"\x16\x03\x01 definitely not http\r\n\r\n"[..], // garbage
+        &b"\x16\x03\x01 definitely not http\r\n\r\n"[..],    // garbage
     ] {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         s.write_all(raw).await.unwrap();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out).await;
@@ -521,6 +573,10 @@ async fn connections_to_targets_are_reused() {
         assert_eq!(get(&c, port, "/").await.status.as_u16(), 200);
     }
     assert_eq!(b.hits(), 20);
-    assert_eq!(b.conns.load(Ordering::SeqCst), 1, "one kept-alive connection");
+    assert_eq!(
+        b.conns.load(Ordering::SeqCst),
+        1,
+        "one kept-alive connection"
+    );
     p.shutdown().await;
 }

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::elb::dataplane::{
-    DataPlaneConfig, HealthCheckConfig, ListenerConfig, RuleConfig, TargetConfig,
-    TargetGroupConfig,
+    DataPlaneConfig, HealthCheckConfig, ListenerConfig, RuleConfig, TargetConfig, TargetGroupConfig,
 };
 use berth_core::elb::{
     Action, ActionKind, Algorithm, Condition, TargetHealthRecord, TargetHealthState,
@@ -327,7 +326,9 @@ pub fn no_hc() -> HealthCheckConfig {
 }
 
 pub fn tg_arn(name: &str) -> String {
-    format!("arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/{name}/0123456789abcdef")
+    format!(
+        "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/{name}/0123456789abcdef"
+    )
 }
 
 pub fn tg(name: &str, hc: HealthCheckConfig, targets: Vec<TargetConfig>) -> TargetGroupConfig {
