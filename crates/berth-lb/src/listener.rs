@@ -107,7 +107,7 @@ async fn serve<I>(
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(proxy::handle(&ctx, req).await) }
     });
-    let conn = table.builder.serve_connection(io, svc);
+    let conn = table.builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     // The idle check runs every quarter of the timeout: a connection is
     // closed between 1 and 1.25 idle timeouts after its last byte.

@@ -14,6 +14,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 
 use crate::rules::{CompiledAction, RedirectInput, RequestView};
 use crate::snapshot::{Outstanding, TgClient, TgView};
@@ -258,13 +259,19 @@ fn trace_id() -> String {
 async fn forward(
     ctx: &ConnCtx,
     tg: &Arc<TgView>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     proto: HeaderValue,
     port: HeaderValue,
 ) -> Response<LbBody> {
     let Some(target) = tg.pick() else {
         return error(StatusCode::SERVICE_UNAVAILABLE);
     };
+    // An HTTP/1.1 upgrade (WebSocket) to an HTTP/1.1 target is passed
+    // through: the protocol it asks for, and the client side's connection.
+    let upgrade = (req.version() == Version::HTTP_11 && tg.version == Version::HTTP_11)
+        .then(|| upgrade_of(req.headers()))
+        .flatten()
+        .map(|proto| (proto, hyper::upgrade::on(&mut req)));
     let (mut parts, body) = req.into_parts();
 
     // The target's address, the request's path and query.
@@ -280,6 +287,10 @@ async fn forward(
         .path_and_query(pq);
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
+    if let Some((proto, _)) = &upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, proto.clone());
+    }
     if !h.contains_key(header::HOST) {
         if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
             h.insert(header::HOST, a);
@@ -337,6 +348,9 @@ async fn forward(
             }
         }
         Ok(Ok(resp)) => {
+            if let (StatusCode::SWITCHING_PROTOCOLS, Some((_, client))) = (resp.status(), upgrade) {
+                return switch_protocols(resp, client, guard);
+            }
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(
@@ -348,6 +362,51 @@ async fn forward(
             )
         }
     }
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection:
+/// upgrade` and `Upgrade: ...`).
+fn upgrade_of(h: &HeaderMap) -> Option<HeaderValue> {
+    let asks = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| h.get(header::UPGRADE).cloned()).flatten()
+}
+
+/// A target agreed to switch protocols: answer the client with the
+/// target's 101, then join both upgraded connections byte for byte (the
+/// target counts one request in flight until they close).
+fn switch_protocols(
+    mut resp: Response<Incoming>,
+    client: hyper::upgrade::OnUpgrade,
+    guard: Outstanding,
+) -> Response<LbBody> {
+    let target = hyper::upgrade::on(&mut resp);
+    let upgrade = resp.headers().get(header::UPGRADE).cloned();
+    let (mut parts, _) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(u) = upgrade {
+        parts.headers.insert(header::UPGRADE, u);
+    }
+    tokio::spawn(async move {
+        let _guard = guard;
+        match tokio::try_join!(client, target) {
+            Ok((c, t)) => {
+                let (mut c, mut t) = (TokioIo::new(c), TokioIo::new(t));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut t).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    Response::from_parts(parts, LbBody::Full(None))
 }
 
 /// Whether a client error is a connect timeout (ALB answers 504 for it).

@@ -205,3 +205,40 @@ async fn an_https_listener_without_its_certificate_is_reported_then_recovers() {
     assert_eq!((status, body.as_str()), (200, "tls"));
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_pass_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start("ws").await;
+    let port = free_port();
+    let cfg = config(
+        vec![listener(port, vec![], forward(&[("web", 1)]))],
+        vec![tg("web", quiet_hc(), vec![b.target(Some(Healthy))])],
+    );
+    let sink = Arc::new(MemSink::default());
+    let p = plane(&sink);
+    apply(&p, cfg).await;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nhost: app\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed after {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"ping"[..], b"and again"] {
+        s.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, msg);
+    }
+    drop(s);
+    p.shutdown().await;
+}

@@ -121,6 +121,26 @@ impl Backend {
                                     StatusCode::from_u16(health.load(Ordering::SeqCst)).unwrap();
                                 return Ok::<_, Infallible>(r);
                             }
+                            if let Some(proto) = req.headers().get("upgrade").cloned() {
+                                // Echo whatever comes after the switch.
+                                let mut req = req;
+                                let up = hyper::upgrade::on(&mut req);
+                                tokio::spawn(async move {
+                                    let mut io = TokioIo::new(up.await.unwrap());
+                                    let mut buf = [0u8; 1024];
+                                    while let Ok(n) = io.read(&mut buf).await {
+                                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                });
+                                let mut r = Response::new(Full::new(Bytes::new()));
+                                *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                                r.headers_mut()
+                                    .insert("connection", "upgrade".parse().unwrap());
+                                r.headers_mut().insert("upgrade", proto);
+                                return Ok(r);
+                            }
                             seen.lock().unwrap().push(Seen {
                                 path: path.clone(),
                                 version: req.version(),
@@ -140,7 +160,7 @@ impl Backend {
                         }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
                 });
             }
