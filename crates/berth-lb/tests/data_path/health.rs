@@ -59,8 +59,19 @@ async fn health_transitions_and_reasons() {
     .await;
     assert_eq!(get(&c, port, "/").await.status.as_u16(), 200);
 
-    // A check slower than its timeout.
-    b.health_delay_ms.store(2_000, Ordering::SeqCst);
+    // A check slower than its timeout (new settings: the checker restarts
+    // from the state it had).
+    let mut hc = fast_hc();
+    hc.timeout_ms = 100;
+    apply(
+        &p,
+        config(
+            vec![listener(port, vec![], forward(&[("web", 1)]))],
+            vec![tg("web", hc, vec![b.target(None)])],
+        ),
+    )
+    .await;
+    b.health_delay_ms.store(1_000, Ordering::SeqCst);
     wait_for("timed out", || sink.states(p_b).len() == 4).await;
     let r = sink.of(p_b)[3].clone();
     assert_eq!(r.state, Unhealthy);
@@ -90,13 +101,13 @@ async fn a_refused_check_is_failed_health_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_health_is_where_targets_start() {
     let (up, down) = (Backend::start("up").await, Backend::start("down").await);
-    let port = free_port();
+    let (port, port2) = (free_port(), free_port());
     let mut hc = fast_hc();
     hc.healthy_threshold = 3;
     let cfg = config(
         vec![
             listener(port, vec![], forward(&[("up", 1)])),
-            listener(port + 1, vec![], forward(&[("down", 1)])),
+            listener(port2, vec![], forward(&[("down", 1)])),
         ],
         vec![
             // Healthy before a restart: serves at once, no event needed.
@@ -107,16 +118,21 @@ async fn stored_health_is_where_targets_start() {
     );
     let sink = Arc::new(MemSink::default());
     let p = plane(&sink);
-    p.apply(cfg).await;
-    if p.status().iter().any(|s| !s.bound) {
-        // port + 1 was taken by someone else: nothing to learn here.
-        p.shutdown().await;
-        return;
-    }
+    down.health.store(500, Ordering::SeqCst);
+    apply(&p, cfg).await;
     let c = client();
     assert_eq!(get(&c, port, "/").await.body, "up");
+    // Still failing its checks: no requests (and no event: no transition).
+    let checks = down.checks.load(Ordering::SeqCst);
+    wait_for("3 checks", || {
+        down.checks.load(Ordering::SeqCst) >= checks + 3
+    })
+    .await;
+    assert_eq!(get(&c, port2, "/").await.status.as_u16(), 503);
+    assert!(sink.states(down.addr.port()).is_empty());
+    down.health.store(200, Ordering::SeqCst);
     wait_for("recovered", || sink.states(down.addr.port()) == [Healthy]).await;
-    assert_eq!(get(&c, port + 1, "/").await.body, "down");
+    assert_eq!(get(&c, port2, "/").await.body, "down");
     assert!(sink.states(up.addr.port()).is_empty());
     p.shutdown().await;
 }
