@@ -33,6 +33,7 @@
 pub mod controller;
 pub mod ecr;
 pub mod ecs;
+pub mod elb;
 pub mod error;
 pub mod ids;
 pub mod keys;
@@ -43,6 +44,7 @@ pub mod service_reconciler;
 
 pub use ecr::{Ecr, EcrError};
 pub use ecs::Ecs;
+pub use elb::{Elb, ElbError};
 pub use error::EcsError;
 pub use ids::IdSource;
 
