@@ -20,18 +20,30 @@
 //! [`rules`] for the routing configuration. ARNs and how they map to keys
 //! are in [`arn`].
 
-// The configuration operations that use the remaining lookups come next.
-#![allow(dead_code)]
-
 pub mod arn;
+pub mod attributes;
 mod error;
+pub mod listeners;
+pub mod load_balancers;
 pub mod net;
+pub mod rules;
+pub mod spec;
+mod tags;
+pub mod target_groups;
 pub mod targets;
 #[cfg(test)]
 mod tests;
 
 pub use arn::ElbArn;
 pub use error::ElbError;
+pub use listeners::{CreateListenerSpec, ModifyListenerSpec};
+pub use load_balancers::{AvailabilityZone, CreateLoadBalancerSpec};
+pub use rules::{CreateRuleSpec, ModifyRuleSpec, RuleView};
+pub use spec::{
+    ActionSpec, CertificateSpec, ConditionSpec, FixedResponseSpec, ForwardSpec, HttpHeaderSpec,
+    QueryPairSpec, RedirectSpec, TagSpec, ValuesSpec, WeightSpec,
+};
+pub use target_groups::{CreateTargetGroupSpec, HealthCheckSpec, TargetGroupView};
 pub use targets::{TargetDescription, TargetHealthDescription, TargetSpec};
 
 use std::collections::hash_map::DefaultHasher;
@@ -375,6 +387,40 @@ fn not_found(kind: &str, arn: &str) -> ElbError {
         "listener" => ElbError::ListenerNotFound(format!("listener '{arn}' not found")),
         _ => ElbError::RuleNotFound(format!("rule '{arn}' not found")),
     }
+}
+
+/// The most items a Describe call returns per page (`PageSize` 1–400).
+pub const MAX_PAGE_SIZE: usize = 400;
+
+/// Checks `PageSize` (1–400) and returns the page size.
+fn page_size(given: Option<i64>) -> Result<usize, ElbError> {
+    match given {
+        None => Ok(MAX_PAGE_SIZE),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                ElbError::validation(format!(
+                    "PageSize: {n} is out of range (use 1 to {MAX_PAGE_SIZE})"
+                ))
+            }),
+    }
+}
+
+/// One page of `items` (sorted by `sort_key`) after `marker`, and the
+/// marker of the next page when more remain.
+fn page<T>(
+    items: Vec<T>,
+    sort_key: impl Fn(&T) -> String,
+    marker: Option<&str>,
+    size: usize,
+) -> Result<(Vec<T>, Option<String>), ElbError> {
+    let after = crate::page::resume_after(marker).map_err(|_| {
+        ElbError::validation(
+            "Marker: the marker is not valid; pass the NextMarker of the previous response unchanged",
+        )
+    })?;
+    Ok(crate::page::paginate(items, sort_key, after, size, false))
 }
 
 /// Waits before retry `attempt` of a conflicting write.

@@ -489,3 +489,745 @@ async fn records_reads_everything_in_one_listing() {
         Some(&h)
     );
 }
+
+// ---- configuration operations ----------------------------------------------
+
+use crate::ids::SequentialIds;
+
+fn lb_spec(name: &str) -> CreateLoadBalancerSpec {
+    CreateLoadBalancerSpec {
+        name: name.into(),
+        subnets: vec!["subnet-1".into(), "subnet-2".into()],
+        ..Default::default()
+    }
+}
+
+fn tg_spec(name: &str) -> CreateTargetGroupSpec {
+    CreateTargetGroupSpec {
+        name: name.into(),
+        protocol: Some("HTTP".into()),
+        port: Some(8080),
+        vpc_id: Some("vpc-1".into()),
+        ..Default::default()
+    }
+}
+
+fn forward(tg_arn: &str) -> ActionSpec {
+    ActionSpec {
+        action_type: Some("forward".into()),
+        target_group_arn: Some(tg_arn.into()),
+        ..Default::default()
+    }
+}
+
+fn http_listener(lb_arn: &str, port: i64, tg_arn: &str) -> CreateListenerSpec {
+    CreateListenerSpec {
+        load_balancer_arn: lb_arn.into(),
+        protocol: Some("HTTP".into()),
+        port: Some(port),
+        default_actions: vec![forward(tg_arn)],
+        ..Default::default()
+    }
+}
+
+fn path_rule(listener_arn: &str, priority: i64, path: &str, tg_arn: &str) -> CreateRuleSpec {
+    CreateRuleSpec {
+        listener_arn: listener_arn.into(),
+        conditions: vec![ConditionSpec {
+            field: Some("path-pattern".into()),
+            values: Some(vec![path.into()]),
+            ..Default::default()
+        }],
+        priority: Some(priority),
+        actions: vec![forward(tg_arn)],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn load_balancers_are_idempotent_and_names_are_unique() {
+    let e = elb();
+    let ids = SequentialIds::default();
+    let lb = e
+        .create_load_balancer(lb_spec("web"), &ids, T0)
+        .await
+        .unwrap();
+    assert_eq!(lb.id, "0000000000000001");
+    assert_eq!(
+        lb.arn,
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/0000000000000001"
+    );
+    assert_eq!(lb.dns_name, "web-0000000000000001.us-east-1.elb.localhost");
+    assert_eq!(lb.scheme, "internet-facing");
+    let again = e
+        .create_load_balancer(lb_spec("web"), &ids, T0)
+        .await
+        .unwrap();
+    assert_eq!(again, lb);
+    let mut other = lb_spec("web");
+    other.scheme = Some("internal".into());
+    let err = e.create_load_balancer(other, &ids, T0).await.unwrap_err();
+    assert!(
+        matches!(err, ElbError::DuplicateLoadBalancerName(_)),
+        "{err:?}"
+    );
+
+    let mut nlb = lb_spec("net");
+    nlb.lb_type = Some("network".into());
+    match e.create_load_balancer(nlb, &ids, T0).await.unwrap_err() {
+        ElbError::Validation(m) => assert!(m.contains("application load balancers"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    for bad in ["internal-x", "-x", "a_b", &"a".repeat(33)] {
+        assert!(
+            e.create_load_balancer(lb_spec(bad), &ids, T0)
+                .await
+                .is_err(),
+            "{bad}"
+        );
+    }
+    let zones = load_balancers::availability_zones(&lb, "us-east-1");
+    assert_eq!(zones[1].zone_name, "us-east-1b");
+    assert_eq!(zones[1].subnet_id.as_deref(), Some("subnet-2"));
+}
+
+#[tokio::test]
+async fn describe_load_balancers_pages_and_reports_missing_names() {
+    let e = elb();
+    let ids = SequentialIds::default();
+    for n in ["c", "a", "b", "d", "e"] {
+        e.create_load_balancer(lb_spec(n), &ids, T0).await.unwrap();
+    }
+    let mut marker: Option<String> = None;
+    let mut names = Vec::new();
+    loop {
+        let (page, next) = e
+            .describe_load_balancers(&[], &[], marker.as_deref(), Some(2))
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        names.extend(page.into_iter().map(|l| l.name));
+        match next {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+    let err = e
+        .describe_load_balancers(&[], &["a".into(), "zz".into()], None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::LoadBalancerNotFound(_)), "{err:?}");
+    assert!(e
+        .describe_load_balancers(&[], &[], None, Some(401))
+        .await
+        .is_err());
+    assert!(e
+        .describe_load_balancers(&[], &[], Some("garbage!"), None)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn ports_are_claimed_once_per_machine() {
+    let e = elb().with_reserved_port(7480, "the Berth API");
+    let ids = SequentialIds::default();
+    let a = e
+        .create_load_balancer(lb_spec("a"), &ids, T0)
+        .await
+        .unwrap();
+    let b = e
+        .create_load_balancer(lb_spec("b"), &ids, T0)
+        .await
+        .unwrap();
+    let tg = e
+        .create_target_group(tg_spec("tg"), &ids, T0)
+        .await
+        .unwrap();
+    let tg2 = e
+        .create_target_group(tg_spec("tg2"), &ids, T0)
+        .await
+        .unwrap();
+    let l = e
+        .create_listener(http_listener(&a.arn, 8000, &tg.arn), &ids)
+        .await
+        .unwrap();
+    // The same listener again is the same listener.
+    let again = e
+        .create_listener(http_listener(&a.arn, 8000, &tg.arn), &ids)
+        .await
+        .unwrap();
+    assert_eq!(again, l);
+    let claim = e.store().get(&keys::elb_port(8000)).await.unwrap().unwrap();
+    assert_eq!(claim.value, l.arn.as_bytes());
+
+    // Same LB, same port, other settings: DuplicateListener.
+    let mut other = http_listener(&a.arn, 8000, &tg.arn);
+    other.default_actions = vec![ActionSpec {
+        action_type: Some("fixed-response".into()),
+        fixed_response: Some(spec::FixedResponseSpec {
+            status_code: Some("404".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let err = e.create_listener(other, &ids).await.unwrap_err();
+    assert!(matches!(err, ElbError::DuplicateListener(_)), "{err:?}");
+
+    // Another LB on the same machine port: refused, naming the holder.
+    let err = e
+        .create_listener(http_listener(&b.arn, 8000, &tg2.arn), &ids)
+        .await
+        .unwrap_err();
+    match err {
+        ElbError::InvalidConfigurationRequest(m) => {
+            assert!(
+                m.contains("8000") && m.contains("'a'") && m.contains("8001"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The API's own port.
+    let err = e
+        .create_listener(http_listener(&b.arn, 7480, &tg2.arn), &ids)
+        .await
+        .unwrap_err();
+    match err {
+        ElbError::InvalidConfigurationRequest(m) => assert!(m.contains("Berth API"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A target group serves one load balancer.
+    let err = e
+        .create_listener(http_listener(&b.arn, 8001, &tg.arn), &ids)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ElbError::TargetGroupAssociationLimit(_)),
+        "{err:?}"
+    );
+    let lb_b = e
+        .create_listener(http_listener(&b.arn, 8001, &tg2.arn), &ids)
+        .await
+        .unwrap();
+
+    // Moving a listener moves its claim; the old port is free again.
+    let moved = e
+        .modify_listener(ModifyListenerSpec {
+            listener_arn: l.arn.clone(),
+            port: Some(8002),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved.port, 8002);
+    assert!(e
+        .store()
+        .get(&keys::elb_port(8000))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        e.store()
+            .get(&keys::elb_port(8002))
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        l.arn.as_bytes()
+    );
+    let err = e
+        .modify_listener(ModifyListenerSpec {
+            listener_arn: l.arn.clone(),
+            port: Some(8001),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ElbError::InvalidConfigurationRequest(_)),
+        "{err:?}"
+    );
+    e.create_listener(http_listener(&b.arn, 8000, &tg2.arn), &ids)
+        .await
+        .unwrap();
+
+    // Protocols other than HTTP(S) are not for application load balancers.
+    let mut tcp = http_listener(&a.arn, 9000, &tg.arn);
+    tcp.protocol = Some("TCP".into());
+    let err = e.create_listener(tcp, &ids).await.unwrap_err();
+    assert!(matches!(err, ElbError::UnsupportedProtocol(_)), "{err:?}");
+
+    // Deleting a listener frees its port.
+    e.delete_listener(&lb_b.arn).await.unwrap();
+    assert!(e
+        .store()
+        .get(&keys::elb_port(8001))
+        .await
+        .unwrap()
+        .is_none());
+    let err = e.delete_listener(&lb_b.arn).await.unwrap_err();
+    assert!(matches!(err, ElbError::ListenerNotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn https_listeners_need_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = elb().with_certs_dir(dir.path());
+    let ids = SequentialIds::default();
+    let lb = e
+        .create_load_balancer(lb_spec("web"), &ids, T0)
+        .await
+        .unwrap();
+    let tg = e
+        .create_target_group(tg_spec("tg"), &ids, T0)
+        .await
+        .unwrap();
+    let cert = "arn:aws:acm:us-east-1:123456789012:certificate/site";
+    let mut spec = http_listener(&lb.arn, 8443, &tg.arn);
+    spec.protocol = Some("HTTPS".into());
+    let err = e.create_listener(spec.clone(), &ids).await.unwrap_err();
+    assert!(matches!(err, ElbError::Validation(_)), "{err:?}");
+    spec.certificates = vec![CertificateSpec {
+        certificate_arn: Some(cert.into()),
+        is_default: None,
+    }];
+    match e.create_listener(spec.clone(), &ids).await.unwrap_err() {
+        ElbError::CertificateNotFound(m) => {
+            assert!(m.contains("site.crt") && m.contains("site.key"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(dir.path().join("site.crt"), "x").unwrap();
+    std::fs::write(dir.path().join("site.key"), "x").unwrap();
+    let l = e.create_listener(spec, &ids).await.unwrap();
+    assert_eq!(l.certificates, vec![cert.to_string()]);
+    assert_eq!(l.ssl_policy.as_deref(), Some(listeners::DEFAULT_SSL_POLICY));
+    // To HTTP: certificates and policy go.
+    let l = e
+        .modify_listener(ModifyListenerSpec {
+            listener_arn: l.arn.clone(),
+            protocol: Some("HTTP".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(l.certificates.is_empty() && l.ssl_policy.is_none());
+    // Back to HTTPS without certificates: refused.
+    let err = e
+        .modify_listener(ModifyListenerSpec {
+            listener_arn: l.arn.clone(),
+            protocol: Some("HTTPS".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::Validation(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn rules_priorities_and_the_default_rule() {
+    let e = elb();
+    let ids = SequentialIds::default();
+    let lb = e
+        .create_load_balancer(lb_spec("web"), &ids, T0)
+        .await
+        .unwrap();
+    let tg = e
+        .create_target_group(tg_spec("tg"), &ids, T0)
+        .await
+        .unwrap();
+    let l = e
+        .create_listener(http_listener(&lb.arn, 8000, &tg.arn), &ids)
+        .await
+        .unwrap();
+    let r10 = e
+        .create_rule(path_rule(&l.arn, 10, "/a/*", &tg.arn), &ids)
+        .await
+        .unwrap();
+    let r20 = e
+        .create_rule(path_rule(&l.arn, 20, "/b/*", &tg.arn), &ids)
+        .await
+        .unwrap();
+    let err = e
+        .create_rule(path_rule(&l.arn, 10, "/c/*", &tg.arn), &ids)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::PriorityInUse(_)), "{err:?}");
+    for bad in [0, 50_001] {
+        let err = e
+            .create_rule(path_rule(&l.arn, bad, "/c/*", &tg.arn), &ids)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ElbError::Validation(_)), "{err:?}");
+    }
+
+    let (rules, next) = e
+        .describe_rules(Some(&l.arn), &[], None, None)
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    let prios: Vec<Option<u32>> = rules.iter().map(|r| r.priority).collect();
+    assert_eq!(prios, vec![Some(10), Some(20), None]);
+    let default = rules.last().unwrap();
+    assert!(default.is_default && default.conditions.is_empty());
+    assert_eq!(default.arn, arn::default_rule_of(&l.arn));
+    // Pages of one.
+    let (p1, m1) = e
+        .describe_rules(Some(&l.arn), &[], None, Some(1))
+        .await
+        .unwrap();
+    let (p2, m2) = e
+        .describe_rules(Some(&l.arn), &[], m1.as_deref(), Some(1))
+        .await
+        .unwrap();
+    let (p3, m3) = e
+        .describe_rules(Some(&l.arn), &[], m2.as_deref(), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        [&p1[0].arn, &p2[0].arn, &p3[0].arn],
+        [&r10.arn, &r20.arn, &default.arn]
+    );
+    assert!(m3.is_none());
+
+    // Swapping priorities is atomic; a collision changes nothing.
+    let swapped = e
+        .set_rule_priorities(&[
+            (Some(r10.arn.clone()), Some(20)),
+            (Some(r20.arn.clone()), Some(10)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(swapped.len(), 2);
+    let err = e
+        .set_rule_priorities(&[(Some(r10.arn.clone()), Some(10))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::PriorityInUse(_)), "{err:?}");
+    let (rules, _) = e
+        .describe_rules(None, std::slice::from_ref(&r10.arn), None, None)
+        .await
+        .unwrap();
+    assert_eq!(rules[0].priority, Some(20));
+    let err = e
+        .set_rule_priorities(&[(Some(default.arn.clone()), Some(5))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::OperationNotPermitted(_)), "{err:?}");
+
+    // The default rule: its actions are the listener's; it cannot go.
+    let fixed = ActionSpec {
+        action_type: Some("fixed-response".into()),
+        fixed_response: Some(spec::FixedResponseSpec {
+            status_code: Some("404".into()),
+            content_type: Some("text/plain".into()),
+            message_body: Some("nothing here".into()),
+        }),
+        ..Default::default()
+    };
+    let v = e
+        .modify_rule(ModifyRuleSpec {
+            rule_arn: default.arn.clone(),
+            actions: Some(vec![fixed.clone()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(v.is_default);
+    let (ls, _) = e
+        .describe_listeners(None, std::slice::from_ref(&l.arn), None, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ls[0].default_actions[0].kind,
+        berth_core::elb::ActionKind::FixedResponse {
+            status_code: 404,
+            ..
+        }
+    ));
+    let err = e.delete_rule(&default.arn).await.unwrap_err();
+    assert!(matches!(err, ElbError::OperationNotPermitted(_)), "{err:?}");
+    let err = e
+        .modify_rule(ModifyRuleSpec {
+            rule_arn: default.arn.clone(),
+            conditions: Some(vec![ConditionSpec {
+                field: Some("path-pattern".into()),
+                values: Some(vec!["/x".into()]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::OperationNotPermitted(_)), "{err:?}");
+
+    // ModifyRule of an ordinary rule.
+    let v = e
+        .modify_rule(ModifyRuleSpec {
+            rule_arn: r20.arn.clone(),
+            actions: Some(vec![fixed]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.priority, Some(10));
+    e.delete_rule(&r20.arn).await.unwrap();
+    let err = e.delete_rule(&r20.arn).await.unwrap_err();
+    assert!(matches!(err, ElbError::RuleNotFound(_)), "{err:?}");
+    let err = e
+        .describe_rules(None, std::slice::from_ref(&r20.arn), None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::RuleNotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn target_groups_in_use_cannot_be_deleted_and_lb_delete_cascades() {
+    let e = elb();
+    let ids = SequentialIds::default();
+    let lb = e
+        .create_load_balancer(lb_spec("web"), &ids, T0)
+        .await
+        .unwrap();
+    let tg = e
+        .create_target_group(tg_spec("tg"), &ids, T0)
+        .await
+        .unwrap();
+    let tg2 = e
+        .create_target_group(tg_spec("tg2"), &ids, T0)
+        .await
+        .unwrap();
+    let l = e
+        .create_listener(http_listener(&lb.arn, 8000, &tg.arn), &ids)
+        .await
+        .unwrap();
+    e.create_rule(path_rule(&l.arn, 1, "/x", &tg2.arn), &ids)
+        .await
+        .unwrap();
+    let (views, _) = e
+        .describe_target_groups(Some(&lb.arn), &[], &[], None, None)
+        .await
+        .unwrap();
+    assert_eq!(views.len(), 2);
+    assert!(views
+        .iter()
+        .all(|v| v.load_balancer_arns == vec![lb.arn.clone()]));
+    for arn in [&tg.arn, &tg2.arn] {
+        let err = e.delete_target_group(arn).await.unwrap_err();
+        assert!(matches!(err, ElbError::ResourceInUse(_)), "{err:?}");
+    }
+
+    // Deletion protection holds the load balancer.
+    e.modify_load_balancer_attributes(
+        &lb.arn,
+        &[("deletion_protection.enabled".into(), "true".into())],
+    )
+    .await
+    .unwrap();
+    let err = e.delete_load_balancer(&lb.arn).await.unwrap_err();
+    assert!(matches!(err, ElbError::OperationNotPermitted(_)), "{err:?}");
+    e.modify_load_balancer_attributes(
+        &lb.arn,
+        &[("deletion_protection.enabled".into(), "false".into())],
+    )
+    .await
+    .unwrap();
+    e.delete_load_balancer(&lb.arn).await.unwrap();
+    // Everything of the load balancer went with it.
+    for prefix in [
+        keys::ELB_LBS,
+        keys::ELB_LISTENERS,
+        keys::ELB_RULES,
+        keys::ELB_PORTS,
+    ] {
+        assert!(
+            e.store().list(prefix).await.unwrap().items.is_empty(),
+            "{prefix}"
+        );
+    }
+    // Deleting it again succeeds; a malformed ARN does not.
+    e.delete_load_balancer(&lb.arn).await.unwrap();
+    assert!(matches!(
+        e.delete_load_balancer("web").await.unwrap_err(),
+        ElbError::Validation(_)
+    ));
+    // Now the groups are free; their targets go with them.
+    e.register_targets(&tg.arn, &[spec("10.213.1.2", None)], T0)
+        .await
+        .unwrap();
+    e.delete_target_group(&tg.arn).await.unwrap();
+    assert!(stored_targets(&e, "tg").await.is_empty());
+    e.delete_target_group(&tg.arn).await.unwrap();
+    let err = e.target_group(&tg.arn).await.unwrap_err();
+    assert!(matches!(err, ElbError::TargetGroupNotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn target_group_settings_and_duplicates() {
+    let e = elb();
+    let ids = SequentialIds::default();
+    let tg = e
+        .create_target_group(tg_spec("tg"), &ids, T0)
+        .await
+        .unwrap();
+    assert_eq!(tg.target_type, "ip");
+    assert_eq!(tg.health_check, berth_core::elb::HealthCheck::default());
+    assert_eq!(
+        e.create_target_group(tg_spec("tg"), &ids, T0)
+            .await
+            .unwrap(),
+        tg
+    );
+    let mut other = tg_spec("tg");
+    other.port = Some(9090);
+    let err = e.create_target_group(other, &ids, T0).await.unwrap_err();
+    assert!(
+        matches!(err, ElbError::DuplicateTargetGroupName(_)),
+        "{err:?}"
+    );
+    let mut inst = tg_spec("inst");
+    inst.target_type = Some("instance".into());
+    match e.create_target_group(inst, &ids, T0).await.unwrap_err() {
+        ElbError::Validation(m) => assert!(m.contains("register by IP"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let mut grpc = tg_spec("grpc");
+    grpc.protocol_version = Some("GRPC".into());
+    assert!(e.create_target_group(grpc, &ids, T0).await.is_err());
+    let v = e
+        .modify_target_group(
+            &tg.arn,
+            &HealthCheckSpec {
+                path: Some("/healthz".into()),
+                interval_seconds: Some(5),
+                timeout_seconds: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.record.health_check.path, "/healthz");
+    let attrs = e
+        .modify_target_group_attributes(
+            &tg.arn,
+            &[(
+                berth_core::elb::ATTR_DEREGISTRATION_DELAY.into(),
+                "0".into(),
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(attrs.contains(&(
+        berth_core::elb::ATTR_DEREGISTRATION_DELAY.to_string(),
+        "0".to_string()
+    )));
+    assert_eq!(
+        e.target_group(&tg.arn)
+            .await
+            .unwrap()
+            .deregistration_delay_secs(),
+        0
+    );
+    let err = e
+        .describe_target_groups(None, &[], &["nope".into()], None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::TargetGroupNotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn tags_on_every_kind() {
+    let e = elb();
+    let ids = SequentialIds::default();
+    let mut spec_lb = lb_spec("web");
+    spec_lb.tags = vec![TagSpec {
+        key: "team".into(),
+        value: Some("blue".into()),
+    }];
+    let lb = e.create_load_balancer(spec_lb, &ids, T0).await.unwrap();
+    let tg = e
+        .create_target_group(tg_spec("tg"), &ids, T0)
+        .await
+        .unwrap();
+    let l = e
+        .create_listener(http_listener(&lb.arn, 8000, &tg.arn), &ids)
+        .await
+        .unwrap();
+    let r = e
+        .create_rule(path_rule(&l.arn, 1, "/x", &tg.arn), &ids)
+        .await
+        .unwrap();
+    let all = vec![lb.arn.clone(), tg.arn.clone(), l.arn.clone(), r.arn.clone()];
+    e.add_tags(
+        &all,
+        &[TagSpec {
+            key: "env".into(),
+            value: Some("prod".into()),
+        }],
+    )
+    .await
+    .unwrap();
+    let described = e.describe_tags(&all).await.unwrap();
+    assert_eq!(described.len(), 4);
+    assert_eq!(described[0].1.len(), 2);
+    assert!(described
+        .iter()
+        .all(|(_, t)| t.get("env").map(String::as_str) == Some("prod")));
+    e.remove_tags(&all, &["env".into(), "team".into()])
+        .await
+        .unwrap();
+    assert!(e
+        .describe_tags(&all)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(_, t)| t.is_empty()));
+    // Too many tags on one resource: nothing changes anywhere.
+    let many: Vec<TagSpec> = (0..50)
+        .map(|i| TagSpec {
+            key: format!("k{i}"),
+            value: None,
+        })
+        .collect();
+    e.add_tags(std::slice::from_ref(&tg.arn), &many)
+        .await
+        .unwrap();
+    let err = e
+        .add_tags(
+            &[lb.arn.clone(), tg.arn.clone()],
+            &[TagSpec {
+                key: "one-more".into(),
+                value: None,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ElbError::TooManyTags(_)), "{err:?}");
+    assert!(e
+        .describe_tags(std::slice::from_ref(&lb.arn))
+        .await
+        .unwrap()[0]
+        .1
+        .is_empty());
+    let gone = arn::load_balancer(e.scope(), "gone", &lb.id);
+    let err = e.describe_tags(&[gone]).await.unwrap_err();
+    assert!(matches!(err, ElbError::LoadBalancerNotFound(_)), "{err:?}");
+    let err = e.describe_tags(&vec!["x".repeat(3); 21]).await.unwrap_err();
+    assert!(matches!(err, ElbError::Validation(_)), "{err:?}");
+    // The default rule has no tags.
+    let d = arn::default_rule_of(&l.arn);
+    assert!(e.describe_tags(std::slice::from_ref(&d)).await.unwrap()[0]
+        .1
+        .is_empty());
+    assert!(e
+        .add_tags(
+            &[d],
+            &[TagSpec {
+                key: "a".into(),
+                value: None
+            }]
+        )
+        .await
+        .is_err());
+}
