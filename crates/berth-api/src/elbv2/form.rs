@@ -218,7 +218,7 @@ impl<'a> Params<'a> {
             let n: usize = k
                 .parse()
                 .ok()
-                .filter(|n| *n >= 1 && k.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|n| *n >= 1 && !k.starts_with('0') && k.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| {
                     ElbError::validation(format!(
                         "parameter '{}.member.{k}': list positions are numbers from 1",
