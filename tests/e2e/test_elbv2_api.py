@@ -528,6 +528,8 @@ def test_target_group_in_use_cannot_be_deleted(elb):
     assert code_of(e) == "TargetGroupNotFound"
     with pytest.raises(elb.exceptions.TargetGroupNotFoundException):
         elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": "10.0.0.1"}])
+    with pytest.raises(elb.exceptions.TargetGroupNotFoundException):
+        new_listener(elb, lb["LoadBalancerArn"], tg["TargetGroupArn"])
 
 
 def test_tags_on_every_kind(elb):
