@@ -12,6 +12,10 @@
 //!    1.1, with the `__type` names and status codes of botocore's model. Wire
 //!    errors are chosen in exactly one place per protocol.
 //!
+//! The ELBv2 API ([`elbv2`], AWS Query protocol: form-encoded `Action=...`
+//! requests signed for `elasticloadbalancing`, XML answers) is routed to
+//! when a request to `/` has no `X-Amz-Target`.
+//!
 //! Two more protocols share the listener, routed by path after
 //! authentication: the agent protocol ([`agent`], `/agent/v1/...`, signed
 //! for `berth-agent`) that host agents speak, and Berth's own read API for
@@ -26,6 +30,7 @@ pub mod agent;
 pub mod auth;
 pub mod ecr;
 pub mod ecs;
+pub mod elbv2;
 pub mod json11;
 pub mod server;
 pub mod tasklogs;

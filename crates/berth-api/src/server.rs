@@ -4,7 +4,10 @@
 //! After authentication a request is routed by path: `/agent/v1/...` to the
 //! agent protocol ([`crate::agent`], credential scope `berth-agent`),
 //! `/berth/v1/...` to Berth's own API ([`crate::tasklogs`], scope `ecs`),
-//! everything else by `X-Amz-Target` to ECS or ECR.
+//! requests to `/` without `X-Amz-Target` that are signed for
+//! `elasticloadbalancing` or carry form data (`Action=...`) to the ELBv2
+//! Query API ([`crate::elbv2`]), everything else by `X-Amz-Target` to ECS
+//! or ECR.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::Router;
 use berth_control::logs::LogSink;
-use berth_control::{Ecr, Ecs, IdSource};
+use berth_control::{Ecr, Ecs, Elb, IdSource};
 use berth_core::Timestamp;
 use http::{Method, StatusCode};
 
@@ -22,6 +25,7 @@ use crate::agent;
 use crate::auth::{KeyRing, TokenAuthority};
 use crate::ecr::{self, EcrAction, EcrContext};
 use crate::ecs::{self, EcsAction, ParseError};
+use crate::elbv2;
 use crate::json11;
 use crate::sigv4::{AuthError, RequestParts};
 use crate::tasklogs;
@@ -30,7 +34,12 @@ use crate::tasklogs;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The SigV4 service names Berth accepts in a credential scope.
-pub const SIGNING_NAMES: &[&str] = &[ecs::SIGNING_NAME, ecr::SIGNING_NAME, agent::SIGNING_NAME];
+pub const SIGNING_NAMES: &[&str] = &[
+    ecs::SIGNING_NAME,
+    ecr::SIGNING_NAME,
+    agent::SIGNING_NAME,
+    elbv2::SIGNING_NAME,
+];
 
 /// What the API server needs.
 pub struct ApiState {
@@ -38,6 +47,8 @@ pub struct ApiState {
     pub ecs: Ecs,
     /// The registry metadata (ECR).
     pub ecr: Ecr,
+    /// The load balancers (ELBv2).
+    pub elb: Elb,
     /// The access keys accepted.
     pub keys: KeyRing,
     /// Issues and checks registry tokens.
@@ -108,6 +119,16 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         headers: &parts.headers,
         body: &bytes,
     };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // A Query-protocol (ELBv2) request is answered in XML, its auth
+    // failures too, so that its clients can read them.
+    let query_protocol = target.is_empty()
+        && path == "/"
+        && elbv2::looks_like_query(&parts.headers, parts.uri.query());
     let (caller, verified) = match state.keys.authenticate(
         &request,
         now.div_euclid(1000),
@@ -115,6 +136,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         SIGNING_NAMES,
     ) {
         Ok(v) => v,
+        Err(e) if query_protocol => return query_auth_error(&e, &request_id),
         Err(e) => return auth_error(&e, &request_id),
     };
 
@@ -139,11 +161,33 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
         return tasklogs::handle(&state, &parts.method, path, parts.uri.query()).await;
     }
 
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    if target.is_empty()
+        && path == "/"
+        && (query_protocol || verified.service == elbv2::SIGNING_NAME)
+    {
+        if verified.service != elbv2::SIGNING_NAME {
+            return query_auth_error(&wrong_service(elbv2::SIGNING_NAME), &request_id);
+        }
+        if parts.method != Method::POST && parts.method != Method::GET {
+            return elbv2::xml::error(
+                StatusCode::BAD_REQUEST,
+                elbv2::error::INVALID_ACTION,
+                "ELBv2 requests are sent as POST / (form body) or GET /?Action=...",
+                &request_id,
+            );
+        }
+        tracing::debug!(caller = %caller.arn, "elbv2 request");
+        return elbv2::handle(
+            &state.elb,
+            &*state.ids,
+            &parts.method,
+            parts.uri.query(),
+            &bytes,
+            Timestamp(now),
+            &request_id,
+        )
+        .await;
+    }
     let Some((prefix, operation)) = target.split_once('.') else {
         return json11::error(
             StatusCode::BAD_REQUEST,
@@ -251,6 +295,21 @@ fn wrong_service(expected: &str) -> AuthError {
     AuthError::WrongScope(format!(
         "Credential should be scoped to correct service: '{expected}'."
     ))
+}
+
+/// An authentication failure in the Query protocol's terms (XML, the codes
+/// Query services use).
+fn query_auth_error(e: &AuthError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+    let code = match e {
+        AuthError::Missing => "MissingAuthenticationToken",
+        AuthError::Incomplete(_) => "IncompleteSignature",
+        AuthError::UnknownKey => "InvalidClientTokenId",
+        AuthError::BadSignature | AuthError::Expired(_) | AuthError::WrongScope(_) => {
+            "SignatureDoesNotMatch"
+        }
+    };
+    elbv2::xml::error(status, code, &e.to_string(), request_id)
 }
 
 fn auth_error(e: &AuthError, request_id: &str) -> Response {

@@ -127,7 +127,7 @@ pub fn placement(host: &str, task: &str) -> String {
 // | `/elb/tgs/{name}` | [`berth_core::elb::TargetGroupRecord`] |
 // | `/elb/listeners/{lbName}/{listenerId}` | [`berth_core::elb::ListenerRecord`] |
 // | `/elb/rules/{listenerId}/{ruleId}` | [`berth_core::elb::RuleRecord`] |
-// | `/elb/ports/{port}` | the ARN of the listener that holds this machine port |
+// | `/elb/ports/{port}` | the ARN of the listener that holds this machine port (raw UTF-8, not JSON) |
 // | `/elb/targets/{tgName}/{ip}:{port}` | [`berth_core::elb::TargetRecord`] |
 // | `/elb/health/{tgName}/{ip}:{port}` | [`berth_core::elb::TargetHealthRecord`] (written by the data path) |
 

@@ -16,6 +16,10 @@
 //! controller's clock and id source are handed to it), so the same inputs
 //! always write the same state.
 //!
+//! [`elb::Elb`] owns the ELBv2 semantics of load balancers, target groups,
+//! listeners, rules and targets over the records of `berth_core::elb` (the
+//! contract with the data path and the service controller).
+//!
 //! [`ecr::Ecr`] owns the registry's metadata (repositories, tags, manifests,
 //! which blobs belong to which repository), shared by the ECR API and the
 //! OCI distribution server; the blob bytes live in `berth-oci`'s blob store.
@@ -33,6 +37,7 @@
 pub mod controller;
 pub mod ecr;
 pub mod ecs;
+pub mod elb;
 pub mod error;
 pub mod ids;
 pub mod keys;
@@ -43,6 +48,7 @@ pub mod service_reconciler;
 
 pub use ecr::{Ecr, EcrError};
 pub use ecs::Ecs;
+pub use elb::{Elb, ElbError};
 pub use error::EcsError;
 pub use ids::IdSource;
 

@@ -131,6 +131,13 @@ impl DataDir {
         self.path.join("logs")
     }
 
+    /// Where HTTPS listeners' certificates are read from: the ACM-style ARN
+    /// `arn:aws:acm:REGION:ACCOUNT:certificate/NAME` is `NAME.crt` and
+    /// `NAME.key` (PEM) in this directory.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.path.join("certs")
+    }
+
     /// Opens a data directory that `berth up` or `berth server` created.
     pub fn open_existing(path: &Path) -> anyhow::Result<Self> {
         let config_path = path.join("config.json");

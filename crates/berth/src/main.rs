@@ -44,6 +44,16 @@ pub struct Common {
         global = true
     )]
     pub task_network: String,
+    /// More IPv4 networks (CIDR blocks, comma-separated) whose addresses
+    /// load balancer target groups accept as targets, besides the task
+    /// network (server and up).
+    #[arg(
+        long,
+        env = "BERTH_LB_TARGET_NETWORKS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub lb_target_networks: Vec<String>,
 }
 
 #[derive(Subcommand)]

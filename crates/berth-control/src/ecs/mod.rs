@@ -171,7 +171,7 @@ impl Ecs {
 
 /// Waits before retry `attempt` of a conflicting write (another replica won
 /// the race): 1, 2, 4, ... ms, capped at 50 ms.
-async fn backoff(attempt: usize) {
+pub(crate) async fn backoff(attempt: usize) {
     let ms = 1u64 << attempt.min(6);
     tokio::time::sleep(Duration::from_millis(ms.min(50))).await;
 }
@@ -183,7 +183,7 @@ fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, EcsError> {
     })
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising plain data structs to JSON cannot fail.
     serde_json::to_vec(v).unwrap_or_default()
 }

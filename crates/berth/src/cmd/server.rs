@@ -13,7 +13,7 @@ use berth_api::{router, ApiState, KeyRing, RandomIds, TokenAuthority};
 use berth_control::controller::ServiceController;
 use berth_control::logs::FileLogSink;
 use berth_control::Caller;
-use berth_control::{Ecr, Ecs};
+use berth_control::{Ecr, Ecs, Elb};
 use berth_oci::blobstore::BlobStore;
 use berth_registry::{Registry, RegistryAuth};
 use berth_store::{EmbeddedStore, Store};
@@ -83,7 +83,7 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
     ecs.ensure_default_cluster()
         .await
         .context("creating the default cluster")?;
-    let ecr = Ecr::new(store, dd.scope());
+    let ecr = Ecr::new(store.clone(), dd.scope());
     let blobs = BlobStore::open(&dd.registry_dir()).with_context(|| {
         format!(
             "opening the registry's blob store in {}",
@@ -103,6 +103,7 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
     })?;
     let bound = listener.local_addr()?;
     let url = format!("http://{bound}");
+    let elb = elb_for(c, &dd, store.clone(), bound.port())?;
 
     let keys = KeyRing::new([dd.admin_key()?]);
     let tokens = TokenAuthority::new(dd.token_key()?);
@@ -121,6 +122,7 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
     let state = Arc::new(ApiState {
         ecs,
         ecr,
+        elb: elb.clone(),
         keys,
         tokens,
         registry_host: bound.to_string(),
@@ -165,6 +167,7 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(controller.run(stopped(stop_rx.clone())));
+    tokio::spawn(expire_drained_targets(elb, stopped(stop_rx.clone())));
     let api = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     match agent {
         None => api.await.context("serving the API")?,
@@ -178,6 +181,39 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
     }
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The load balancers' control plane, as the server configures it: targets
+/// may be in the task network and the `--lb-target-networks`; certificates
+/// are read from `DATA_DIR/certs`; the API's own port is not for listeners.
+fn elb_for(c: &Common, dd: &DataDir, store: Arc<dyn Store>, api_port: u16) -> anyhow::Result<Elb> {
+    let mut networks = vec![c.task_network.clone()];
+    networks.extend(c.lb_target_networks.iter().cloned());
+    let elb = Elb::new(store, dd.scope())
+        .with_target_networks(&networks)
+        .map_err(|e| anyhow::anyhow!("--task-network / --lb-target-networks: {e}"))?
+        .with_certs_dir(dd.certs_dir())
+        .with_reserved_port(api_port, "the Berth API server");
+    Ok(elb)
+}
+
+/// Deletes deregistered targets once their drain ends (every second).
+async fn expire_drained_targets(elb: Elb, stop: impl std::future::Future<Output = ()>) {
+    let run = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            match elb.expire_drained(wall_clock()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(targets = n, "removed drained load balancer targets"),
+                Err(e) => tracing::warn!(error = %e, "removing drained targets failed"),
+            }
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = stop => {}
+    }
 }
 
 /// The wall clock, in milliseconds since the epoch (the one place the
