@@ -189,12 +189,6 @@ impl DataDir {
         )
     }
 
-    /// Where HTTPS listeners' certificates are kept: `{name}.crt` and
-    /// `{name}.key` for `arn:aws:acm:REGION:ACCOUNT:certificate/{name}`.
-    pub fn certs_dir(&self) -> PathBuf {
-        self.path.join("certs")
-    }
-
     /// Records the address load balancer listeners are bound to.
     pub fn write_lb_host(&self, host: &str) -> anyhow::Result<()> {
         write_atomic(

@@ -11,9 +11,6 @@
 //! - **Health**: a transition is written to `/elb/health/{tg}/{ip}:{port}`
 //!   only while the target is still registered (guarded on its key), so a
 //!   late check never resurrects a removed target.
-//! - **Drains**: targets deregistered through the API are deleted once
-//!   their deregistration delay is over (`Elb::expire_drained`, every
-//!   second).
 //!
 //! The data path reads the store directly because it runs in the server
 //! process; a data path on another machine would be fed the same
@@ -78,26 +75,12 @@ impl HealthSink for StoreHealthSink {
 /// Runs the data path until `shutdown` resolves, then lets in-flight
 /// requests finish.
 pub async fn run(elb: Elb, plane: DataPlane, shutdown: impl std::future::Future<Output = ()>) {
-    let expiry = {
-        let elb = elb.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = elb.expire_drained(super::server::wall_clock()).await {
-                    tracing::warn!(error = %e, "removing drained targets failed; retrying");
-                }
-            }
-        })
-    };
     let feed = {
         let plane = plane.clone();
         tokio::spawn(async move { feed(elb, plane).await })
     };
     shutdown.await;
     feed.abort();
-    expiry.abort();
     plane.shutdown().await;
 }
 

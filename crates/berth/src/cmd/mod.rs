@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod env;
 pub mod image;
 pub mod lb;
+pub mod lbplane;
 pub mod registry;
 pub mod server;
 pub mod tasks;

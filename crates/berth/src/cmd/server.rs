@@ -1,7 +1,8 @@
 //! `berth server` and `berth up`.
 //!
-//! `server` runs the control plane: the API, the registry and the service
-//! reconciler loop (`berth_control::controller`). `up` runs everything one
+//! `server` runs the control plane: the API, the registry, the service
+//! reconciler loop (`berth_control::controller`) and the load balancers'
+//! data path (`berth_lb`, fed by [`crate::cmd::lbplane`]). `up` runs everything one
 //! machine needs in one process; today that is the control plane and the
 //! agent, which talks to the server over the same network protocol a remote
 //! one would use.
@@ -167,7 +168,17 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(controller.run(stopped(stop_rx.clone())));
-    tokio::spawn(expire_drained_targets(elb, stopped(stop_rx.clone())));
+    tokio::spawn(expire_drained_targets(elb.clone(), stopped(stop_rx.clone())));
+    // The load balancers' data path: listeners on --lb-bind.
+    let plane = berth_lb::DataPlane::new(
+        berth_lb::DataPlaneOptions {
+            bind: c.lb_bind,
+            certs_dir: dd.certs_dir(),
+        },
+        Arc::new(crate::cmd::lbplane::StoreHealthSink::new(store.clone())),
+    );
+    dd.write_lb_host(&c.lb_bind.to_string())?;
+    let lb = tokio::spawn(crate::cmd::lbplane::run(elb, plane, stopped(stop_rx.clone())));
     let api = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     match agent {
         None => api.await.context("serving the API")?,
@@ -179,6 +190,8 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
             b.context("the agent failed")?;
         }
     }
+    // In-flight load balancer requests finish (bounded) before exiting.
+    let _ = lb.await;
     tracing::info!("berth stopped");
     Ok(())
 }
