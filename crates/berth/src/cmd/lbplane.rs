@@ -59,14 +59,13 @@ impl HealthSink for StoreHealthSink {
             .when(Compare::Exists(keys::elb_target(tg, ip, port)))
             .then(Op::Put(keys::elb_health(tg, ip, port), value));
         match self.store.txn(txn).await {
-            Ok(r) if r.succeeded => tracing::info!(
+            // The data path logs the transition itself.
+            Ok(r) if r.succeeded => {}
+            Ok(_) => tracing::debug!(
                 target_group = tg,
                 target = %format!("{ip}:{port}"),
-                state = health.state.as_str(),
-                reason = health.reason.as_deref().unwrap_or(""),
-                "target health changed"
+                "health of a target no longer registered not recorded"
             ),
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "recording a target's health failed"),
         }
     }

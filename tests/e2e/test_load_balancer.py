@@ -313,6 +313,7 @@ def test_path_and_host_rules_route_to_two_services(inst, ecs, elb, cli, image):
     lb, tg_a, port = front(cli, a)
     tg_b = cli.ok("elbv2", "create-target-group", "--name", b, "--protocol", "HTTP", "--port", "8080",
                   "--target-type", "ip", "--health-check-path", "/id", "--health-check-interval-seconds", "5",
+                  "--health-check-timeout-seconds", "2",
                   "--healthy-threshold-count", "2")["TargetGroups"][0]["TargetGroupArn"]
     listener = elb.describe_listeners(LoadBalancerArn=lb)["Listeners"][0]["ListenerArn"]
     elb.create_rule(ListenerArn=listener, Priority=10,
