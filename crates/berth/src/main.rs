@@ -56,7 +56,12 @@ pub struct Common {
     pub lb_target_networks: Vec<String>,
     /// The address load balancer listeners bind to (a listener on port P is
     /// at http://ADDRESS:P).
-    #[arg(long, env = "BERTH_LB_BIND", default_value = "127.0.0.1", global = true)]
+    #[arg(
+        long,
+        env = "BERTH_LB_BIND",
+        default_value = "127.0.0.1",
+        global = true
+    )]
     pub lb_bind: std::net::IpAddr,
 }
 

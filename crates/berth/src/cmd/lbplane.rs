@@ -140,7 +140,10 @@ fn report_status(plane: &DataPlane, reported: &mut Vec<String>) {
     let now: Vec<String> = plane
         .status()
         .into_iter()
-        .filter_map(|s| s.error.map(|e| format!("listener {} ({}): {e}", s.port, s.protocol)))
+        .filter_map(|s| {
+            s.error
+                .map(|e| format!("listener {} ({}): {e}", s.port, s.protocol))
+        })
         .collect();
     for e in &now {
         if !reported.contains(e) {

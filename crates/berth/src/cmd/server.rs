@@ -168,7 +168,10 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
         let _ = rx.wait_for(|s| *s).await;
     };
     tokio::spawn(controller.run(stopped(stop_rx.clone())));
-    tokio::spawn(expire_drained_targets(elb.clone(), stopped(stop_rx.clone())));
+    tokio::spawn(expire_drained_targets(
+        elb.clone(),
+        stopped(stop_rx.clone()),
+    ));
     // The load balancers' data path: listeners on --lb-bind.
     let plane = berth_lb::DataPlane::new(
         berth_lb::DataPlaneOptions {
@@ -178,7 +181,11 @@ async fn serve(c: &Common, role: Role, agent: Option<AgentOpts>) -> anyhow::Resu
         Arc::new(crate::cmd::lbplane::StoreHealthSink::new(store.clone())),
     );
     dd.write_lb_host(&c.lb_bind.to_string())?;
-    let lb = tokio::spawn(crate::cmd::lbplane::run(elb, plane, stopped(stop_rx.clone())));
+    let lb = tokio::spawn(crate::cmd::lbplane::run(
+        elb,
+        plane,
+        stopped(stop_rx.clone()),
+    ));
     let api = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     match agent {
         None => api.await.context("serving the API")?,
