@@ -383,3 +383,51 @@ def test_berth_deploy_puts_a_load_balancer_in_front(inst, ecs, image):
     out = run_berth("deploy", name, "--image", image, "--port", "8080", "--health-check-path", "/id",
                     "--data-dir", str(inst.data_dir), timeout=180)
     assert out.returncode == 0 and f"url: {url}" in out.stdout, out.stdout + out.stderr
+
+
+def test_https_and_http2_listeners(inst, elb, cli, tmp_path):
+    """An HTTPS listener whose certificate is read from the data dir's
+    certs/ (the ACM-style ARN names the files), answering HTTP/2 (ALPN) and
+    HTTP/1.1; an HTTP listener answering HTTP/2 with prior knowledge."""
+    name = unique("lbtls")
+    certs = inst.data_dir / "certs"
+    certs.mkdir(exist_ok=True)
+    out = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(certs / f"{name}.key"), "-out", str(certs / f"{name}.crt")],
+        capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lb = elb.create_load_balancer(Name=name, Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
+    fixed = [{"Type": "fixed-response", "FixedResponseConfig": {
+        "StatusCode": "200", "ContentType": "text/plain", "MessageBody": "over tls"}}]
+    https_port, http_port = free_port(), free_port()
+    cert = f"arn:aws:acm:{inst.region}:{inst.account}:certificate/{name}"
+    elb.create_listener(LoadBalancerArn=lb, Protocol="HTTPS", Port=https_port,
+                        Certificates=[{"CertificateArn": cert}], DefaultActions=fixed)
+    elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=http_port, DefaultActions=fixed)
+
+    def curl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", *args],
+                              capture_output=True, text=True)
+
+    def answers(*args: str) -> str | None:
+        r = curl(*args)
+        return r.stdout if r.returncode == 0 else None
+
+    ca = str(certs / f"{name}.crt")
+    assert wait_for("the HTTPS listener", lambda: answers("--cacert", ca, f"https://127.0.0.1:{https_port}/"),
+                    timeout=30) == "2 200"
+    assert answers("--http1.1", "--cacert", ca, f"https://127.0.0.1:{https_port}/") == "1.1 200"
+    assert wait_for("the HTTP listener", lambda: answers(f"http://127.0.0.1:{http_port}/"), timeout=30) == "1.1 200"
+    assert answers("--http2-prior-knowledge", f"http://127.0.0.1:{http_port}/") == "2 200"
+    # A certificate that is not in the data dir is refused by the API.
+    try:
+        elb.create_listener(LoadBalancerArn=lb, Protocol="HTTPS", Port=free_port(),
+                            Certificates=[{"CertificateArn": cert + "-missing"}], DefaultActions=fixed)
+        raise AssertionError("a missing certificate was accepted")
+    except elb.exceptions.CertificateNotFoundException as e:
+        assert f"{name}-missing.crt" in str(e), e
+    elb.delete_load_balancer(LoadBalancerArn=lb)
+    # Deleting the load balancer closes its listeners.
+    wait_for("the listener to close", lambda: curl(f"http://127.0.0.1:{http_port}/").returncode != 0, timeout=30)

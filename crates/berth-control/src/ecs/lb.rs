@@ -25,8 +25,7 @@
 use std::collections::HashMap;
 
 use berth_core::elb::{
-    effective_health, forwards_to, ListenerRecord, RuleRecord, TargetGroupRecord,
-    TargetHealthRecord, TargetHealthState, TargetRecord,
+    effective_health, TargetGroupRecord, TargetHealthRecord, TargetHealthState, TargetRecord,
 };
 use berth_core::task::TaskStatus;
 use berth_core::taskdef::TaskDefinition;
@@ -37,6 +36,7 @@ use serde_json::{json, Value};
 
 use super::tasks::TaskRecord;
 use super::{decode, encode, Ecs};
+use crate::elb::{Elb, ElbError};
 use crate::service_reconciler::LbHealth;
 use crate::{keys, EcsError};
 
@@ -137,6 +137,14 @@ pub fn parse_service_lbs(values: &[Value]) -> Result<Vec<ServiceLb>, EcsError> {
     Ok(out)
 }
 
+fn elb_failure(e: ElbError) -> EcsError {
+    match e {
+        ElbError::Store(e) => EcsError::Store(e),
+        ElbError::Corrupt { key, reason } => EcsError::Corrupt { key, reason },
+        other => EcsError::invalid(other.to_string()),
+    }
+}
+
 /// Target groups read once per reconcile.
 #[derive(Default)]
 pub(crate) struct TgCache(HashMap<String, Option<TargetGroupRecord>>);
@@ -197,36 +205,29 @@ impl Ecs {
         Ok(out)
     }
 
-    /// The target group with this ARN, if it exists.
+    /// The target group with this ARN, if it exists (read through the
+    /// ELBv2 control plane, over the same store).
     pub(crate) async fn target_group_by_arn(
         &self,
         arn: &str,
     ) -> Result<Option<TargetGroupRecord>, EcsError> {
-        let Some(name) = target_group_name(arn) else {
-            return Ok(None);
-        };
-        let Some(kv) = self.store.get(&keys::elb_tg(name)).await? else {
-            return Ok(None);
-        };
-        let tg: TargetGroupRecord = decode(&kv)?;
-        Ok((tg.arn == arn).then_some(tg))
+        match self.elb().target_group(arn).await {
+            Ok(tg) => Ok(Some(tg)),
+            Err(ElbError::TargetGroupNotFound(_) | ElbError::Validation(_)) => Ok(None),
+            Err(e) => Err(elb_failure(e)),
+        }
     }
 
     /// Whether some listener forwards to the target group.
     async fn target_group_in_use(&self, arn: &str) -> Result<bool, EcsError> {
-        for kv in self.store.list(keys::ELB_LISTENERS).await?.items {
-            let l: ListenerRecord = decode(&kv)?;
-            if forwards_to(&l.default_actions, arn) {
-                return Ok(true);
-            }
-        }
-        for kv in self.store.list(keys::ELB_RULES).await?.items {
-            let r: RuleRecord = decode(&kv)?;
-            if forwards_to(&r.actions, arn) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.elb()
+            .target_group_in_use(arn)
+            .await
+            .map_err(elb_failure)
+    }
+
+    fn elb(&self) -> Elb {
+        Elb::new(self.store.clone(), self.scope.clone())
     }
 
     async fn cached_tg(
