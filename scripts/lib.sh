@@ -5,8 +5,9 @@
 # Debian packages Berth or its tests use, in one place: skopeo (a real
 # registry client), docker-registry (an independent registry the puller is
 # tested against), busybox-static (the payload of test images), haproxy and
-# wrk (the load balancer benchmark's peer and load generator).
-BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv skopeo docker-registry busybox-static runc iproute2 iptables procps haproxy wrk)
+# wrk (the load balancer benchmark's peer and load generator), curl and
+# openssl (the load balancer tests: HTTP/2, TLS, a certificate).
+BERTH_APT_PACKAGES=(ca-certificates python3 python3-venv skopeo docker-registry busybox-static runc iproute2 iptables procps haproxy wrk curl openssl)
 
 # Build outside the clone so CI and developers reuse one target dir.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"

@@ -11,9 +11,10 @@
 //!
 //! The rules (ECS's rolling update, REPLICA scheduling):
 //!
-//! * **Healthy** task: RUNNING, desired RUNNING, and HEALTHY when its
+//! * **Healthy** task: RUNNING, desired RUNNING, HEALTHY when its
 //!   deployment's task definition has a container health check (else
-//!   RUNNING is enough). **Live** task: not yet STOPPED (it holds
+//!   RUNNING is enough), and healthy in its load balancers' target groups
+//!   when the service has any ([`LbHealth`]). **Live** task: not yet STOPPED (it holds
 //!   resources, even while stopping). **Active** task: live and desired
 //!   RUNNING.
 //! * With `D = desiredCount`: at most `floor(D * maximumPercent / 100)` live
@@ -21,7 +22,8 @@
 //!   least `ceil(D * minimumHealthyPercent / 100)` healthy tasks remain.
 //! * **Health**: an active task whose health is UNHEALTHY after the
 //!   `healthCheckGracePeriodSeconds` that follow its start is stopped
-//!   (`Task failed container health checks`) and so replaced.
+//!   (`Task failed container health checks`) and so replaced; so is one
+//!   failing its load balancer's health checks ([`elb_health_reason`]).
 //! * **Starts**: the PRIMARY deployment gets tasks until it has `D` active
 //!   ones, as many per plan as the maximum allows (at most
 //!   [`MAX_STARTS_PER_PLAN`]), unless its rollout FAILED.
