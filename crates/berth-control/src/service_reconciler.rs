@@ -261,6 +261,15 @@ enum Outcome {
 
 fn outcome(t: &TaskView, health_checked: bool, now: Timestamp) -> Outcome {
     let window = EARLY_EXIT_SECONDS * 1000;
+    // Stopped for failing health checks counts at once, not only once the
+    // task is STOPPED (behind a load balancer it drains first).
+    if t.desired_status == TaskStatus::Stopped
+        && t.stopped_reason.as_deref().is_some_and(|r| {
+            r == HEALTH_CHECK_REASON || r.starts_with("Task failed ELB health checks")
+        })
+    {
+        return Outcome::Failure;
+    }
     if t.last_status != TaskStatus::Stopped {
         // Proven: healthy by its health check, or running for a while.
         let proven = t.healthy(health_checked)

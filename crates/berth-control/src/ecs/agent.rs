@@ -198,10 +198,19 @@ impl Ecs {
                     td
                 }
             };
+            // A task draining from its load balancers is desired STOPPED in
+            // the ECS view, but its host keeps it running (placement
+            // RUNNING) until the drain is over.
+            let draining = rec.drain_until.is_some() && p.desired_status == TaskStatus::Running;
+            let desired_status = if draining {
+                TaskStatus::Running
+            } else {
+                rec.task.desired_status
+            };
             tasks.push(TaskAssignment {
                 task_arn: rec.task.task_arn.clone(),
                 task_id: p.task_id.clone(),
-                desired_status: rec.task.desired_status,
+                desired_status,
                 task_definition: td,
                 container_overrides: rec.container_overrides.clone(),
                 cpu: rec.cpu,
@@ -213,7 +222,7 @@ impl Ecs {
                 // a service's scheduler, a lost host), not when the server is
                 // merely mirroring a stop the task made itself (an essential
                 // container exited): the agent must not be told to stop twice.
-                stop_reason: match (rec.task.desired_status, rec.task.stop_code) {
+                stop_reason: match (desired_status, rec.task.stop_code) {
                     (
                         TaskStatus::Stopped,
                         Some(

@@ -145,9 +145,12 @@ fn elb_failure(e: ElbError) -> EcsError {
     }
 }
 
-/// Target groups read once per reconcile.
+/// Target groups (and whether a listener uses them) read once per reconcile.
 #[derive(Default)]
-pub(crate) struct TgCache(HashMap<String, Option<TargetGroupRecord>>);
+pub(crate) struct TgCache {
+    groups: HashMap<String, Option<TargetGroupRecord>>,
+    in_use: HashMap<String, bool>,
+}
 
 impl Ecs {
     /// CreateService / UpdateService: checks `loadBalancers` against the
@@ -235,12 +238,21 @@ impl Ecs {
         cache: &mut TgCache,
         arn: &str,
     ) -> Result<Option<TargetGroupRecord>, EcsError> {
-        if let Some(tg) = cache.0.get(arn) {
+        if let Some(tg) = cache.groups.get(arn) {
             return Ok(tg.clone());
         }
         let tg = self.target_group_by_arn(arn).await?;
-        cache.0.insert(arn.to_string(), tg.clone());
+        cache.groups.insert(arn.to_string(), tg.clone());
         Ok(tg)
+    }
+
+    async fn cached_in_use(&self, cache: &mut TgCache, arn: &str) -> Result<bool, EcsError> {
+        if let Some(u) = cache.in_use.get(arn) {
+            return Ok(*u);
+        }
+        let u = self.target_group_in_use(arn).await?;
+        cache.in_use.insert(arn.to_string(), u);
+        Ok(u)
     }
 
     /// Where a task stands with its target groups: `behind` says whether its
@@ -264,15 +276,19 @@ impl Ecs {
                 // The target group is gone: nothing checks the task there.
                 continue;
             };
-            let Some(kv) = self
+            let target: Option<TargetRecord> = match self
                 .store
                 .get(&keys::elb_target(&tg.name, &t.ip, t.port))
                 .await?
-            else {
-                all_healthy = false;
-                continue;
+            {
+                Some(kv) => Some(decode(&kv)?),
+                None => None,
             };
-            let target: TargetRecord = decode(&kv)?;
+            // Deregistered behind the service's back (DeregisterTargets):
+            // the load balancer sends it nothing, so it is replaced.
+            let Some(target) = target.filter(|x| x.registered == t.registered) else {
+                return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()));
+            };
             let checked: Option<TargetHealthRecord> = match self
                 .store
                 .get(&keys::elb_health(&tg.name, &t.ip, t.port))
@@ -281,7 +297,8 @@ impl Ecs {
                 Some(kv) => Some(decode(&kv)?),
                 None => None,
             };
-            let h = effective_health(&target, true, tg.health_check.enabled, checked.as_ref());
+            let in_use = self.cached_in_use(cache, &tg.arn).await?;
+            let h = effective_health(&target, in_use, tg.health_check.enabled, checked.as_ref());
             match h.state {
                 TargetHealthState::Healthy
                 | TargetHealthState::Unavailable
@@ -289,7 +306,10 @@ impl Ecs {
                 TargetHealthState::Unhealthy => {
                     return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()))
                 }
-                TargetHealthState::Initial | TargetHealthState::Draining => all_healthy = false,
+                TargetHealthState::Draining => {
+                    return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()))
+                }
+                TargetHealthState::Initial => all_healthy = false,
             }
         }
         Ok(if all_healthy {

@@ -148,12 +148,14 @@ impl Ecs {
                 } else if !t.lb_targets.is_empty()
                     && (st.last_status == TaskStatus::Stopped
                         || (st.desired_status == TaskStatus::Stopped
-                            && t.drain_until.is_some_and(|u| now >= u)))
+                            && t.drain_until.is_none_or(|u| now >= u)))
                 {
+                    // Stopped, stopping by itself (an essential container
+                    // exited: nothing left to drain), or drained.
                     let mut trec = t.clone();
                     let (guards, ops) = self.remove_task_targets(&mut trec).await?;
                     txn = add(txn, guards, ops);
-                    if st.last_status != TaskStatus::Stopped {
+                    if st.last_status != TaskStatus::Stopped && t.drain_until.is_some() {
                         stop_placements.push((trec.host_id.clone(), id.to_string()));
                     }
                     edits.insert(id.to_string(), (trec, *trev));

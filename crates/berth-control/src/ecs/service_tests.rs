@@ -582,6 +582,16 @@ async fn service_tasks_register_count_healthy_only_when_the_target_is_and_drain_
         placement(store.clone(), rec.host_id.clone(), id.clone()).await,
         TaskStatus::Running
     );
+    // What the host is told: keep running, no stop reason, until the drain ends.
+    let assigned = |e: Ecs, host: String, id: String| async move {
+        let a = e.assignments(&host).await.unwrap();
+        let t = a.tasks.into_iter().find(|t| t.task_id == id).unwrap();
+        (t.desired_status, t.stop_reason)
+    };
+    assert_eq!(
+        assigned(e.clone(), rec.host_id.clone(), id.clone()).await,
+        (TaskStatus::Running, None)
+    );
     e.reconcile_service("default", "api", &ids, Timestamp(t2.0 + 5_000))
         .await
         .unwrap();
@@ -597,6 +607,9 @@ async fn service_tasks_register_count_healthy_only_when_the_target_is_and_drain_
         placement(store.clone(), rec.host_id.clone(), id.clone()).await,
         TaskStatus::Stopped
     );
+    let (desired, reason) = assigned(e.clone(), rec.host_id.clone(), id.clone()).await;
+    assert_eq!(desired, TaskStatus::Stopped);
+    assert!(reason.unwrap().starts_with("Scaling activity initiated by"));
     assert!(target(&store, &ip).await.is_none());
     assert!(store
         .get(&keys::elb_health("web", &ip, 8080))

@@ -58,15 +58,25 @@ impl HealthSink for StoreHealthSink {
         let txn = Txn::new()
             .when(Compare::Exists(keys::elb_target(tg, ip, port)))
             .then(Op::Put(keys::elb_health(tg, ip, port), value));
-        match self.store.txn(txn).await {
-            // The data path logs the transition itself.
-            Ok(r) if r.succeeded => {}
-            Ok(_) => tracing::debug!(
-                target_group = tg,
-                target = %format!("{ip}:{port}"),
-                "health of a target no longer registered not recorded"
-            ),
-            Err(e) => tracing::warn!(error = %e, "recording a target's health failed"),
+        // A transition is written once: retry a failing store for a while
+        // rather than leave the control plane with a stale health.
+        for attempt in 0u32..10 {
+            match self.store.txn(txn.clone()).await {
+                // The data path logs the transition itself.
+                Ok(r) if r.succeeded => return,
+                Ok(_) => {
+                    tracing::debug!(
+                        target_group = tg,
+                        target = %format!("{ip}:{port}"),
+                        "health of a target no longer registered not recorded"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "recording a target's health failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+                }
+            }
         }
     }
 }
@@ -124,7 +134,11 @@ async fn feed(elb: Elb, plane: DataPlane) {
                     tokio::time::sleep(DEBOUNCE).await;
                     break;
                 }
-                Some(Err(StoreError::Compacted { .. })) | None => break,
+                Some(Err(StoreError::Compacted { .. })) => break,
+                None => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "the load balancer watch failed; reading again");
                     break;
