@@ -17,9 +17,10 @@ the backends share --load-cpu. So both LBs get one whole core each and the
 same load generator and backends; the LB is the bottleneck by design (it does
 twice the HTTP work of a backend).
 
-Berth's side is started by `setup_berth_lb`: today the standalone data path
-(`examples/serve.rs` with a DataPlaneConfig JSON); once the ELBv2 API is in
-`berth up`, `--via-api` drives the real product (see that function).
+Berth's side is started by `setup_berth_lb`: `berth up` (release build),
+configured with boto3 through the ELBv2 API (the backends are registered as
+targets: `--lb-target-networks 127.0.0.0/8`); `--standalone` serves the same
+configuration with the data path alone (`examples/serve.rs`).
 
 Needs: wrk and haproxy (Debian), built examples
 (`cargo build --release -p berth-lb --examples`; BERTH_LB_EXAMPLES or
@@ -36,6 +37,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -153,9 +155,9 @@ def setup_berth_lb(backends: list[int]) -> str:
 
 
 def setup_berth_lb_via_api(backends: list[int]) -> str:
-    """The product path: `berth up` + ELBv2 with boto3. Untested until the
-    ELBv2 API is merged (it is written against botocore's model). Pin the
-    whole `berth up` to --lb-cpu: its data path shares the process."""
+    """The product path (the default): `berth up` + ELBv2 with boto3. The
+    whole `berth up` is pinned to --lb-cpu: its data path shares the
+    process with the API."""
     import boto3  # the test venv has it
     cands = [Path(p) for p in ("/var/tmp/berth-target/release/berth", "/var/tmp/berth-target-lb/release/berth")
              if Path(p).exists()]
@@ -164,7 +166,10 @@ def setup_berth_lb_via_api(backends: list[int]) -> str:
         raise SystemExit("no berth binary; build it (cargo build --release -p berth) or set BERTH_BIN")
     api = free_port()
     data = WORK / "berth"
-    spawn(pinned(ARGS.lb_cpu, [berth, "up", "--no-agent", "--data-dir", str(data), "--listen", f"127.0.0.1:{api}"]),
+    # The backends are on loopback: allow them as targets (by default only
+    # the task network is).
+    spawn(pinned(ARGS.lb_cpu, [berth, "up", "--no-agent", "--data-dir", str(data), "--listen", f"127.0.0.1:{api}",
+                               "--lb-target-networks", "127.0.0.0/8"]),
           env={**os.environ, "BERTH_LOG": "warn"})
     wait_port(api)
     env = {}
@@ -176,8 +181,8 @@ def setup_berth_lb_via_api(backends: list[int]) -> str:
                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
     lb = elb.create_load_balancer(Name="bench", Subnets=["subnet-bench"])["LoadBalancers"][0]
     tg = elb.create_target_group(Name="bench", Protocol="HTTP", Port=80, VpcId="vpc-bench", TargetType="ip",
-                                 HealthCheckPath="/health", HealthCheckIntervalSeconds=5, HealthyThresholdCount=2,
-                                 )["TargetGroups"][0]
+                                 HealthCheckPath="/health", HealthCheckIntervalSeconds=5,
+                                 HealthCheckTimeoutSeconds=2, HealthyThresholdCount=2)["TargetGroups"][0]
     elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": "127.0.0.1", "Port": p} for p in backends])
     port = free_port()
     elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
@@ -261,8 +266,17 @@ def main() -> None:
     ap.add_argument("--lb-cpu", type=int, default=0, help="the core the load balancer under test runs on")
     ap.add_argument("--load-cpu", type=int, default=1, help="the core wrk and the backends share")
     ap.add_argument("--lb-threads", type=int, default=1, help="Berth's tokio workers and haproxy's nbthread")
-    ap.add_argument("--via-api", action="store_true", help="Berth through `berth up` + ELBv2 (boto3)")
+    ap.add_argument("--standalone", dest="via_api", action="store_false",
+                    help="Berth's data path alone (examples/serve.rs) instead of `berth up` + ELBv2 (boto3)")
     ARGS = ap.parse_args()
+    if ARGS.via_api:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            venv = Path(os.environ.get("BERTH_VENV", "/var/tmp/berth-venv")) / "bin" / "python"
+            if not venv.exists():
+                raise SystemExit("boto3 is missing: run ./scripts/test once (it makes the venv) or pass --standalone")
+            os.execv(str(venv), [str(venv), *sys.argv])
     for tool in ("wrk", "haproxy"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing (apt-get install wrk haproxy, or scripts/lib.sh's ensure_packages)")
