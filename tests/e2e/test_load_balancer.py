@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import pytest
 
 from conftest import BerthProcess, free_port, run_berth, unique
+from test_services import build_and_push
 from test_tasks_runtime import _require_runtime
 
 # The task writes a random id and its service's name where httpd serves
@@ -37,33 +37,6 @@ APP = (
 )
 
 
-def build_and_push(inst: BerthProcess, tmp: Path) -> str:
-    root = tmp / "root"
-    (root / "bin").mkdir(parents=True)
-    shutil.copy("/bin/busybox", root / "bin" / "busybox")
-    for applet in ("sh", "echo", "sleep", "httpd", "cat", "cp", "mkdir", "true"):
-        (root / "bin" / applet).symlink_to("busybox")
-    (root / "www").mkdir()
-    (root / "www" / "index.html").write_text("ok\n")
-    (root / "tmp").mkdir()
-    env = {**os.environ, "BERTH_IMAGE_STORE": str(tmp / "store")}
-    b = os.environ["BERTH_BIN"]
-    out = subprocess.run(
-        [b, "image", "build", "-t", "lbapp:1", "--from-dir", str(root),
-         "--entrypoint", "/bin/busybox", "--cmd", json.dumps(["sh", "-c", APP])],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    ref = f"{inst.env['BERTH_REGISTRY']}/test/lbapp:1"
-    token = run_berth("registry", "password", "--data-dir", str(inst.data_dir)).stdout.strip()
-    out = subprocess.run(
-        [b, "image", "push", "lbapp:1", ref, "--username", "AWS", "--password-stdin"],
-        env=env, input=token, capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return ref
-
-
 @pytest.fixture(scope="module")
 def inst(tmp_path_factory: pytest.TempPathFactory):
     _require_runtime()
@@ -76,7 +49,7 @@ def inst(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def image(inst: BerthProcess, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_and_push(inst, tmp_path_factory.mktemp("lb-image"))
+    return build_and_push(inst, tmp_path_factory.mktemp("lb-image"), "lb", "ok\n", cmd=["sh", "-c", APP])
 
 
 @pytest.fixture(scope="module")

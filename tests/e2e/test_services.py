@@ -47,13 +47,15 @@ HEALTH = {
 # --------------------------------------------------------------------------
 
 
-def build_and_push(inst: BerthProcess, tmp: Path, tag: str, page: str) -> str:
+def build_and_push(inst: BerthProcess, tmp: Path, tag: str, page: str,
+                   cmd: list[str] | None = None) -> str:
     """A busybox image whose default command is an HTTP server on :8080
-    serving `page`, pushed to the instance's registry as test/web:TAG."""
+    serving `page` (or `cmd`), pushed to the instance's registry as
+    test/web:TAG."""
     root = tmp / f"root-{tag}"
     (root / "bin").mkdir(parents=True)
     shutil.copy("/bin/busybox", root / "bin" / "busybox")
-    for applet in ("sh", "echo", "sleep", "httpd", "wget", "cat", "true", "false"):
+    for applet in ("sh", "echo", "sleep", "httpd", "wget", "cat", "true", "false", "cp", "mkdir"):
         (root / "bin" / applet).symlink_to("busybox")
     (root / "www").mkdir()
     (root / "www" / "index.html").write_text(page)
@@ -62,7 +64,7 @@ def build_and_push(inst: BerthProcess, tmp: Path, tag: str, page: str) -> str:
     b = os.environ["BERTH_BIN"]
     out = subprocess.run(
         [b, "image", "build", "-t", f"web:{tag}", "--from-dir", str(root),
-         "--entrypoint", "/bin/busybox", "--cmd", json.dumps(HTTPD)],
+         "--entrypoint", "/bin/busybox", "--cmd", json.dumps(cmd or HTTPD)],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr

@@ -154,6 +154,8 @@ pub(crate) struct CheckSpec {
     pub ip: Arc<str>,
     /// The traffic port.
     pub port: u16,
+    /// The registration checked (its `registered` instant).
+    pub registered: berth_core::Timestamp,
     /// The settings.
     pub config: HealthCheckConfig,
     /// HTTP/2 to the target.
@@ -285,6 +287,7 @@ pub(crate) async fn run(
                     reason,
                     description,
                     since: now(),
+                    registered: Some(spec.registered),
                 },
             )
             .await;

@@ -438,6 +438,7 @@ impl DataPlane {
                         tg_arn: tg.arn.as_str().into(),
                         ip: t.ip.as_str().into(),
                         port: t.port,
+                        registered: t.registered,
                         config: hc.clone(),
                         http2,
                     };

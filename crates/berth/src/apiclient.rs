@@ -131,16 +131,18 @@ impl ApiClient {
         h
     }
 
-    /// Calls an ECS operation; `Err` carries the AWS error type and message.
-    pub async fn ecs(&self, operation: &str, body: Value) -> anyhow::Result<Value> {
-        let bytes = serde_json::to_vec(&body)?;
-        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
-        let headers = self.signed("POST", "/", None, &bytes, "ecs", Some(&target));
-        let resp = self
-            .http
+    /// A signed `POST /` (the AWS protocols' one path).
+    async fn post_root(
+        &self,
+        body: Vec<u8>,
+        service: &str,
+        target: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let headers = self.signed("POST", "/", None, &body, service, target);
+        self.http
             .post(format!("{}/", self.endpoint))
             .headers(headers)
-            .body(bytes)
+            .body(body)
             .send()
             .await
             .with_context(|| {
@@ -148,7 +150,14 @@ impl ApiClient {
                     "cannot reach Berth at {} (is `berth up` running?)",
                     self.endpoint
                 )
-            })?;
+            })
+    }
+
+    /// Calls an ECS operation; `Err` carries the AWS error type and message.
+    pub async fn ecs(&self, operation: &str, body: Value) -> anyhow::Result<Value> {
+        let bytes = serde_json::to_vec(&body)?;
+        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
+        let resp = self.post_root(bytes, "ecs", Some(&target)).await?;
         let status = resp.status();
         let v: Value =
             serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or_default();
@@ -174,20 +183,7 @@ impl ApiClient {
             form.push_str(&form_encode(v));
         }
         let body = form.into_bytes();
-        let headers = self.signed("POST", "/", None, &body, "elasticloadbalancing", None);
-        let resp = self
-            .http
-            .post(format!("{}/", self.endpoint))
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach Berth at {} (is `berth up` running?)",
-                    self.endpoint
-                )
-            })?;
+        let resp = self.post_root(body, "elasticloadbalancing", None).await?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let doc = roxmltree::Document::parse(&text)

@@ -473,6 +473,7 @@ async fn set_health(
         reason: None,
         description: None,
         since: at,
+        registered: None,
     };
     store
         .txn(berth_store::Txn::new().then(berth_store::Op::Put(

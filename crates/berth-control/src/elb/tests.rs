@@ -216,6 +216,7 @@ async fn deregister_drains_then_expires_with_the_health_record() {
             reason: None,
             description: None,
             since: Timestamp(T0.0 + 1),
+            registered: None,
         },
     )
     .await;
@@ -343,6 +344,7 @@ async fn describe_target_health_follows_use_drain_and_checks() {
             reason: None,
             description: None,
             since: Timestamp(T0.0 + 1),
+            registered: None,
         },
     )
     .await;
@@ -354,6 +356,7 @@ async fn describe_target_health_follows_use_drain_and_checks() {
             reason: Some("Target.ResponseCodeMismatch".into()),
             description: Some("Health checks failed with these codes: [500]".into()),
             since: Timestamp(T0.0 + 1),
+            registered: None,
         },
     )
     .await;
@@ -473,6 +476,7 @@ async fn records_reads_everything_in_one_listing() {
         reason: None,
         description: None,
         since: T0,
+        registered: None,
     };
     put(&e, keys::elb_health("api", "10.213.1.2", 8080), &h).await;
     // A health record of a group that is gone is left out.

@@ -277,7 +277,10 @@ impl DataPlaneConfig {
                     last_health: records
                         .health
                         .get(&(tg.arn.clone(), t.key_suffix()))
-                        .filter(|h| h.since >= t.registered)
+                        .filter(|h| {
+                            h.since >= t.registered
+                                && h.registered.is_none_or(|r| r == t.registered)
+                        })
                         .map(|h| h.state),
                 })
                 .collect();
@@ -454,6 +457,7 @@ mod tests {
             reason: None,
             description: None,
             since: Timestamp(since),
+            registered: None,
         }
     }
 

@@ -379,6 +379,11 @@ pub struct TargetHealthRecord {
     pub description: Option<String>,
     /// When the data path concluded it.
     pub since: Timestamp,
+    /// The registration it is about (the target's `registered`): a late
+    /// conclusion about an earlier registration of the same `ip:port` is
+    /// ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<Timestamp>,
 }
 
 /// ELBv2's target states.
@@ -457,16 +462,21 @@ pub fn effective_health(
         };
     }
     match checked {
-        Some(h) if h.since >= target.registered => TargetHealth {
-            state: h.state,
-            reason: match h.reason.as_deref() {
-                Some("Target.ResponseCodeMismatch") => Some("Target.ResponseCodeMismatch"),
-                Some("Target.Timeout") => Some("Target.Timeout"),
-                Some(_) => Some("Target.FailedHealthChecks"),
-                None => None,
-            },
-            description: h.description.clone(),
-        },
+        Some(h)
+            if h.since >= target.registered
+                && h.registered.is_none_or(|r| r == target.registered) =>
+        {
+            TargetHealth {
+                state: h.state,
+                reason: match h.reason.as_deref() {
+                    Some("Target.ResponseCodeMismatch") => Some("Target.ResponseCodeMismatch"),
+                    Some("Target.Timeout") => Some("Target.Timeout"),
+                    Some(_) => Some("Target.FailedHealthChecks"),
+                    None => None,
+                },
+                description: h.description.clone(),
+            }
+        }
         _ => TargetHealth {
             state: TargetHealthState::Initial,
             reason: Some("Elb.RegistrationInProgress"),
@@ -484,4 +494,63 @@ pub fn forwards_to(actions: &[Action], target_group_arn: &str) -> bool {
             .any(|t| t.target_group_arn == target_group_arn),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(registered: i64, drain: Option<i64>) -> TargetRecord {
+        TargetRecord {
+            target_group_arn: "tg".into(),
+            id: "10.0.0.2".into(),
+            port: 80,
+            availability_zone: None,
+            registered: Timestamp(registered),
+            drain_until: drain.map(Timestamp),
+        }
+    }
+
+    fn checked(since: i64, registered: Option<i64>) -> TargetHealthRecord {
+        TargetHealthRecord {
+            state: TargetHealthState::Unhealthy,
+            reason: Some("Target.Timeout".into()),
+            description: None,
+            since: Timestamp(since),
+            registered: registered.map(Timestamp),
+        }
+    }
+
+    #[test]
+    fn health_follows_the_registration_it_is_about() {
+        let t = target(100, None);
+        let state = |h: Option<&TargetHealthRecord>| effective_health(&t, true, true, h).state;
+        assert_eq!(state(None), TargetHealthState::Initial);
+        assert_eq!(
+            state(Some(&checked(150, Some(100)))),
+            TargetHealthState::Unhealthy
+        );
+        // Older than the registration, or about an earlier one of the same
+        // ip:port (a late write), it does not count.
+        assert_eq!(
+            state(Some(&checked(50, Some(100)))),
+            TargetHealthState::Initial
+        );
+        assert_eq!(
+            state(Some(&checked(150, Some(40)))),
+            TargetHealthState::Initial
+        );
+        assert_eq!(
+            effective_health(&target(100, Some(500)), true, true, None).state,
+            TargetHealthState::Draining
+        );
+        assert_eq!(
+            effective_health(&t, false, true, None).state,
+            TargetHealthState::Unused
+        );
+        assert_eq!(
+            effective_health(&t, true, false, None).state,
+            TargetHealthState::Unavailable
+        );
+    }
 }

@@ -167,6 +167,7 @@ async fn rules_match_in_priority_order_then_the_default() {
                 reason: None,
                 description: None,
                 since: Timestamp(2_000),
+                registered: None,
             },
         )]
         .into(),
