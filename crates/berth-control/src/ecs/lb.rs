@@ -287,6 +287,12 @@ impl Ecs {
             // Deregistered behind the service's back (DeregisterTargets):
             // the load balancer sends it nothing, so it is replaced.
             let Some(target) = target.filter(|x| x.registered == t.registered) else {
+                tracing::info!(
+                    task = rec.task.id(),
+                    target = %format!("{}:{}", t.ip, t.port),
+                    target_group = %t.target_group_arn,
+                    "the task's target was deregistered outside its service; it is replaced"
+                );
                 return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()));
             };
             let checked: Option<TargetHealthRecord> = match self
@@ -304,7 +310,12 @@ impl Ecs {
                 | TargetHealthState::Unavailable
                 | TargetHealthState::Unused => {}
                 TargetHealthState::Unhealthy => {
-                    return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()))
+                    tracing::debug!(
+                        task = rec.task.id(),
+                        ?checked,
+                        "the task's target is unhealthy"
+                    );
+                    return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()));
                 }
                 TargetHealthState::Draining => {
                     return Ok(LbHealth::Unhealthy(t.target_group_arn.clone()))
