@@ -136,8 +136,18 @@ impl Ecs {
                     && st.desired_status == TaskStatus::Running
                 {
                     let mut trec = t.clone();
-                    let (guards, ops, _missing) =
+                    let (guards, ops, missing) =
                         self.register_task(&mut trec, &lbs, &mut cache, now).await?;
+                    for tg in missing {
+                        // Repeated within a minute, this is dropped.
+                        next.push_event(
+                            ids::uuid(ids.next_u128()),
+                            format!(
+                                "(service {name}) was unable to register targets in (target-group {tg}): the target group does not exist; point the service's loadBalancers at an existing target group (UpdateService)"
+                            ),
+                            now,
+                        );
+                    }
                     if !trec.lb_targets.is_empty() {
                         for l in &trec.lb_targets {
                             *registered.entry(l.target_group_arn.clone()).or_default() += 1;
@@ -193,7 +203,7 @@ impl Ecs {
                     }
                 }
             }
-            if plan.is_empty() && edits.is_empty() {
+            if plan.is_empty() && edits.is_empty() && next == rec {
                 return Ok(ReconcileOutcome::default());
             }
 

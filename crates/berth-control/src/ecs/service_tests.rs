@@ -673,3 +673,42 @@ async fn stop_task_drains_a_load_balanced_task_and_a_dead_task_leaves_its_target
         .unwrap();
     assert!(target(&store, &ip(&b)).await.is_none());
 }
+
+#[tokio::test]
+async fn a_missing_target_group_is_an_event_once_a_minute() {
+    let (e, store, ids) = setup(true).await;
+    load_balanced(&e, &store).await;
+    e.create_service(behind_lb("api", 1), &caller(), &ids, T0)
+        .await
+        .unwrap();
+    e.reconcile_service("default", "api", &ids, T0)
+        .await
+        .unwrap();
+    let id = task_ids(&e, "api").await.remove(0);
+    // The target group goes away behind the service's back.
+    store
+        .txn(berth_store::Txn::new().then(berth_store::Op::Delete(keys::elb_tg("web"))))
+        .await
+        .unwrap();
+    let t1 = Timestamp(T0.0 + 1000);
+    report(&e, &id, TaskStatus::Running, t1).await;
+    let complaints = |e: Ecs| async move {
+        let (svc, _) = e.service_record("default", "api").await.unwrap().unwrap();
+        svc.service
+            .events
+            .iter()
+            .filter(|ev| ev.message.contains("was unable to register targets"))
+            .count()
+    };
+    e.reconcile_service("default", "api", &ids, t1)
+        .await
+        .unwrap();
+    assert_eq!(complaints(e.clone()).await, 1);
+    let again = e
+        .reconcile_service("default", "api", &ids, Timestamp(t1.0 + 3000))
+        .await
+        .unwrap();
+    assert!(!again.wrote);
+    assert_eq!(complaints(e.clone()).await, 1);
+    assert!(target(&store, "10.213.1.2").await.is_none());
+}

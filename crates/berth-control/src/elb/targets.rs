@@ -1,9 +1,9 @@
 //! RegisterTargets, DeregisterTargets, DescribeTargetHealth, and the
 //! expiry of drained targets.
 //!
-//! These are also the calls the ECS service controller makes directly to
-//! put a service's task addresses behind its target groups; their
-//! signatures are part of the contract with it.
+//! The ECS service controller does not call these: it writes its tasks'
+//! targets in its own guarded transactions (`ecs/lb.rs`), with the same
+//! record and key layout.
 //!
 //! A target is `/elb/targets/{tgName}/{ip}:{port}`. Deregistering sets its
 //! `drain_until` (now + the group's deregistration delay): it keeps serving
