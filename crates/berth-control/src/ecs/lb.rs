@@ -355,6 +355,8 @@ impl Ecs {
             let key = keys::elb_target(&tg.name, &ip, lb.container_port);
             let rev = self.store.get(&key).await?.map_or(0, |kv| kv.mod_revision);
             guards.push(Compare::ModRevision(key.clone(), rev));
+            // Not into a group being deleted at this moment.
+            guards.push(Compare::Exists(keys::elb_tg(&tg.name)));
             let target = TargetRecord {
                 target_group_arn: tg.arn.clone(),
                 id: ip.clone(),
