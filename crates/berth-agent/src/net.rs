@@ -141,6 +141,13 @@ fn sysctl(sys: &dyn Sys, setting: &str) -> Result<(), RunnerError> {
 
 const SYSCTL: &str = "/usr/sbin/sysctl";
 
+/// The MAC of the task interface with this address: `02:42` (locally
+/// administered, unicast) and the address's four bytes, as Docker does.
+pub fn mac_for(addr: Ipv4Addr) -> String {
+    let [a, b, c, d] = addr.octets();
+    format!("02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// Creates (or completes) the task's namespace and interfaces. Idempotent.
 pub fn setup(
     sys: &dyn Sys,
@@ -183,6 +190,18 @@ pub fn setup(
     ip(sys, &["link", "set", "dev", &veth, "master", bridge])?;
     ip(sys, &["link", "set", "dev", &veth, "up"])?;
     let cidr = format!("{addr}/{prefix_len}");
+    // The MAC follows from the address: a task that gets an address an
+    // earlier task had also gets its MAC, so the host's ARP entry for the
+    // address (still valid for up to a minute) keeps pointing at the
+    // right interface. A random MAC would leave the host, and so health
+    // checks and the load balancer, talking to the old task's MAC.
+    let mac = mac_for(addr);
+    if !ip_ok(
+        sys,
+        &["-n", &ns, "link", "set", "dev", "eth0", "address", &mac],
+    ) {
+        tracing::warn!(task = task_id, mac = %mac, "could not set the task interface's MAC; the host may reach a reused address late");
+    }
     ip(sys, &["-n", &ns, "addr", "replace", &cidr, "dev", "eth0"])?;
     ip(sys, &["-n", &ns, "link", "set", "dev", "eth0", "up"])?;
     ip(
@@ -310,6 +329,7 @@ mod tests {
                 "run ip link add bvt1 type veth peer name eth0 netns berth-t1",
                 "run ip link set dev bvt1 master berth0",
                 "run ip link set dev bvt1 up",
+                "run ip -n berth-t1 link set dev eth0 address 02:42:0a:d5:01:05",
                 "run ip -n berth-t1 addr replace 10.213.1.5/24 dev eth0",
                 "run ip -n berth-t1 link set dev eth0 up",
                 "run ip -n berth-t1 route replace default via 10.213.1.1 dev eth0",
