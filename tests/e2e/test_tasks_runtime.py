@@ -130,6 +130,13 @@ def test_http_server_task_answers_at_its_ip(berth, ecs, image):
         except OSError:
             time.sleep(0.2)
     assert body == "hello from a berth task\n", body
+    # Its MAC follows from its address (02:42 + the IPv4 bytes): a later
+    # task given the same address answers the host at once, through the
+    # host's existing ARP entry.
+    mac = "02:42:" + ":".join(f"{int(o):02x}" for o in ip.split("."))
+    link = subprocess.run(["ip", "-n", f"berth-{t['taskArn'].rsplit('/', 1)[1]}", "link", "show", "eth0"],
+                          capture_output=True, text=True)
+    assert mac in link.stdout, (mac, link.stdout, link.stderr)
     # The sibling reached it over 127.0.0.1 (shared network namespace).
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
