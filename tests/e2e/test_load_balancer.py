@@ -404,3 +404,36 @@ def test_https_and_http2_listeners(inst, elb, cli, tmp_path):
     elb.delete_load_balancer(LoadBalancerArn=lb)
     # Deleting the load balancer closes its listeners.
     wait_for("the listener to close", lambda: curl(f"http://127.0.0.1:{http_port}/").returncode != 0, timeout=30)
+
+
+def test_kill9_of_berth_keeps_the_load_balancer_and_its_tasks(inst, cli, image):
+    """Runs last in this module (it restarts the module's Berth). After a
+    kill -9 of `berth up`, the restarted one serves the same listener from
+    the same tasks (adopted by the agent, not restarted; the data path
+    starts from their stored health)."""
+    name = unique("lbkill9")
+    lb, tg, port = front(cli, name)
+    ecs = inst.boto3_client()
+    service(ecs, name, taskdef(ecs, name, image, "a"), tg, 2)
+    wait_completed(ecs, name)
+    before = set(ids_seen(port, 10))
+    assert len(before) == 2, before
+    inst.kill9()
+    # The listener went down with the process.
+    assert subprocess.run(["curl", "-sS", "-m", "2", f"http://127.0.0.1:{port}/id"],
+                          capture_output=True).returncode != 0
+    inst.start()
+    # The same two tasks answer again.
+    after = wait_for("the listener to serve again", lambda: (s := set(ids_seen_or_none(port, 10))) and s, timeout=30)
+    assert after == before, (before, after)
+    ecs = inst.boto3_client()
+    elb = inst.boto3_client("elbv2")
+    assert len(healthy_targets(elb, tg)) == 2
+    cleanup(ecs, elb, [name], [lb])
+
+
+def ids_seen_or_none(port: int, n: int) -> dict[str, int]:
+    try:
+        return ids_seen(port, n)
+    except (OSError, AssertionError):
+        return {}
