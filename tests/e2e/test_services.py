@@ -224,6 +224,9 @@ def test_service_reaches_a_steady_state(inst, client, cli, images):
 
     s = describe(client, name)
     assert s["runningCount"] == 3 and s["pendingCount"] == 0
+    # The waiter may see the third task RUNNING a moment before the
+    # reconciler marks the rollout COMPLETED (as with ECS itself).
+    s = wait_completed(client, name)
     [d] = s["deployments"]
     assert d["rolloutState"] == "COMPLETED", d
     assert d["rolloutStateReason"] == f"ECS deployment {d['id']} completed."
