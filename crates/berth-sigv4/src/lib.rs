@@ -642,6 +642,12 @@ fn canonical_uri_of_normalized(normalized: &str) -> String {
     uri_encode(normalized.as_bytes(), true)
 }
 
+/// Percent-encodes a query or form value as SigV4 canonicalises it: every
+/// byte except `A-Za-z0-9-_.~`, with upper-case hex digits.
+pub fn percent_encode(s: &str) -> String {
+    uri_encode(s.as_bytes(), false)
+}
+
 /// Percent-encodes every byte except `A-Za-z0-9-_.~` (and `/` if
 /// `keep_slash`), with upper-case hex digits.
 fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {

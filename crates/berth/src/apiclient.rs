@@ -21,19 +21,6 @@ pub struct ApiClient {
     http: reqwest::Client,
 }
 
-/// Percent-encodes a form value (RFC 3986 unreserved characters kept).
-pub fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// An XML element as JSON, the way Query protocol answers are shaped: an
 /// element whose children are all `<member>` is an array, an element with
 /// children an object, any other element its text.
@@ -175,12 +162,15 @@ impl ApiClient {
     /// element comes back as JSON ([`xml_to_json`]). `Err` carries the
     /// error code and message.
     pub async fn elbv2(&self, action: &str, params: &[(&str, String)]) -> anyhow::Result<Value> {
-        let mut form = format!("Action={}&Version=2015-12-01", form_encode(action));
+        let mut form = format!(
+            "Action={}&Version=2015-12-01",
+            berth_sigv4::percent_encode(action)
+        );
         for (k, v) in params {
             form.push('&');
-            form.push_str(&form_encode(k));
+            form.push_str(&berth_sigv4::percent_encode(k));
             form.push('=');
-            form.push_str(&form_encode(v));
+            form.push_str(&berth_sigv4::percent_encode(v));
         }
         let body = form.into_bytes();
         let resp = self.post_root(body, "elasticloadbalancing", None).await?;
